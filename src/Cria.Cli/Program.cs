@@ -1,1 +1,9 @@
-System.Console.WriteLine("cria");
+using System.CommandLine;
+using Cria.Cli.Commands;
+
+var root = new RootCommand("cria — Llama models in pure C#: run, inspect and tokenize GGUF files");
+root.Subcommands.Add(RunCommand.Create());
+root.Subcommands.Add(InfoCommand.Create());
+root.Subcommands.Add(TokenizeCommand.Create());
+root.Subcommands.Add(LogitsCommand.Create());
+return root.Parse(args).Invoke();

@@ -1,0 +1,38 @@
+using System.CommandLine;
+
+namespace Cria.Cli.Commands;
+
+/// <summary>Options shared by several verbs, built fresh for each command.</summary>
+internal static class CommonOptions
+{
+    public static Option<string> Model() => new("--model", "-m") { Description = "GGUF model file", Required = true };
+    public static Option<string?> Prompt() => new("--prompt", "-p") { Description = "prompt text" };
+    public static Option<string?> PromptFile() => new("--file", "-f") { Description = "read the prompt from a file (raw UTF-8)" };
+    public static Option<int> Context() => new("--ctx-size", "-c") { Description = "context size in tokens (0: the model's, at most 4096)", DefaultValueFactory = _ => 0 };
+    public static Option<int> Threads() => new("--threads", "-t") { Description = "threads (default: physical cores)", DefaultValueFactory = _ => 0 };
+    public static Option<string> KvType() => new("--kv-type") { Description = "KV cache element type: f16 (default) or f32", DefaultValueFactory = _ => "f16" };
+    public static Option<bool> NoBos() => new("--no-bos") { Description = "do not add the BOS token" };
+    public static Option<bool> Special() => new("--special") { Description = "parse special-token text such as <s> into token ids" };
+
+    /// <summary>The prompt from -p or -f (exactly one of them).</summary>
+    public static string ResolvePrompt(string? prompt, string? file)
+    {
+        if (prompt != null && file != null) throw new CliException("give either -p TEXT or -f FILE, not both");
+        if (file != null) return CliErrors.ReadPromptFile(file);
+        if (prompt != null) return prompt;
+        throw new CliException("no prompt given (-p TEXT or -f FILE)");
+    }
+
+    public static int ResolveThreads(int threads)
+    {
+        if (threads < 0) throw new CliException($"--threads must be positive, not {threads}");
+        return threads == 0 ? Cria.Numerics.Threading.WorkerPool.DefaultThreadCount : threads;
+    }
+
+    /// <summary>Context size: explicit, else the model's training context capped at 4096.</summary>
+    public static int ResolveContext(int requested, int modelContext)
+    {
+        if (requested < 0) throw new CliException($"--ctx-size must be positive, not {requested}");
+        return requested > 0 ? requested : Math.Min(modelContext, 4096);
+    }
+}

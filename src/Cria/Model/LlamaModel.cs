@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using Cria.Gguf;
+using Cria.Numerics.Threading;
+using Cria.Tokenizers;
+
+namespace Cria.Model;
+
+/// <summary>Options for loading a model.</summary>
+public sealed record ModelOptions
+{
+    /// <summary>Threads for matrix products (including the caller). Default: physical cores.</summary>
+    public int Threads { get; init; } = WorkerPool.DefaultThreadCount;
+}
+
+/// <summary>
+/// A loaded Llama model: the memory-mapped GGUF file, its hyper-parameters, weights, vocabulary and
+/// tokenizer, and the worker pool its contexts compute with. Create one or more
+/// <see cref="LlamaContext"/> objects (each with its own KV cache) to run it.
+/// </summary>
+public sealed class LlamaModel : IDisposable
+{
+    private LlamaModel(GgufFile file, LlamaConfig config, LlamaWeights weights, ITokenizer tokenizer, WorkerPool pool, TimeSpan loadTime)
+    {
+        File = file;
+        Config = config;
+        Weights = weights;
+        Tokenizer = tokenizer;
+        Pool = pool;
+        LoadTime = loadTime;
+    }
+
+    public GgufFile File { get; }
+    public LlamaConfig Config { get; }
+    public LlamaWeights Weights { get; }
+    public ITokenizer Tokenizer { get; }
+    public Vocabulary Vocabulary => Tokenizer.Vocabulary;
+    public WorkerPool Pool { get; }
+    public TimeSpan LoadTime { get; }
+    public int Threads => Pool.ThreadCount;
+
+    /// <summary>Serialises use of the worker pool by several contexts.</summary>
+    internal object ComputeLock { get; } = new();
+
+    /// <exception cref="FileNotFoundException">no such file</exception>
+    /// <exception cref="GgufFormatException">not a well-formed GGUF file</exception>
+    /// <exception cref="ModelLoadException">a GGUF file Cria cannot run</exception>
+    public static LlamaModel Load(string path, ModelOptions? options = null)
+    {
+        options ??= new ModelOptions();
+        if (options.Threads < 1) throw new ArgumentOutOfRangeException(nameof(options), "thread count must be at least 1");
+        var sw = Stopwatch.StartNew();
+        var file = GgufFile.Open(path);
+        try
+        {
+            var config = LlamaConfig.FromGguf(file);
+            Vocabulary vocabulary;
+            try { vocabulary = Vocabulary.FromGguf(file); }
+            catch (Exception e) when (e is InvalidDataException or NotSupportedException or KeyNotFoundException)
+            { throw new ModelLoadException($"cannot read the tokenizer: {e.Message}"); }
+            ITokenizer tokenizer;
+            try { tokenizer = TokenizerFactory.Create(vocabulary); }
+            catch (NotSupportedException e) { throw new ModelLoadException(e.Message); }
+            var weights = LlamaWeights.FromGguf(file, config);
+            var pool = new WorkerPool(options.Threads);
+            return new LlamaModel(file, config, weights, tokenizer, pool, sw.Elapsed);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Creates an inference context with its own KV cache.</summary>
+    public LlamaContext CreateContext(ContextOptions? options = null) => new(this, options ?? new ContextOptions());
+
+    public void Dispose()
+    {
+        Pool.Dispose();
+        File.Dispose();
+    }
+}

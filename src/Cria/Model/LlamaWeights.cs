@@ -1,0 +1,91 @@
+using Cria.Gguf;
+using Cria.Numerics;
+using Cria.Numerics.Kernels;
+
+namespace Cria.Model;
+
+/// <summary>The weights of one transformer block.</summary>
+public sealed class LlamaBlockWeights
+{
+    public required float[] AttentionNorm { get; init; }
+    public required WeightMatrix Query { get; init; }
+    public required WeightMatrix Key { get; init; }
+    public required WeightMatrix Value { get; init; }
+    public required WeightMatrix AttentionOutput { get; init; }
+    public required float[] FeedForwardNorm { get; init; }
+    public required WeightMatrix Gate { get; init; }
+    public required WeightMatrix Up { get; init; }
+    public required WeightMatrix Down { get; init; }
+}
+
+/// <summary>
+/// All tensors of a Llama model, looked up by llama.cpp's tensor names. Matrices point into the
+/// memory-mapped file (nothing is copied); only the small norm vectors are read into arrays.
+/// </summary>
+public sealed class LlamaWeights
+{
+    public required WeightMatrix TokenEmbedding { get; init; }
+    public required LlamaBlockWeights[] Blocks { get; init; }
+    public required float[] OutputNorm { get; init; }
+    /// <summary>The output projection; the token embedding when the file has no output.weight (tied).</summary>
+    public required WeightMatrix Output { get; init; }
+    public bool OutputIsTied { get; init; }
+
+    public static LlamaWeights FromGguf(GgufFile file, LlamaConfig c)
+    {
+        int embd = c.EmbeddingLength;
+        var blocks = new LlamaBlockWeights[c.BlockCount];
+        for (int i = 0; i < c.BlockCount; i++)
+        {
+            string p = $"blk.{i}.";
+            blocks[i] = new LlamaBlockWeights
+            {
+                AttentionNorm = Vector(file, p + "attn_norm.weight", embd),
+                Query = Matrix(file, p + "attn_q.weight", embd, c.HeadCount * c.HeadSize),
+                Key = Matrix(file, p + "attn_k.weight", embd, c.KvDimension),
+                Value = Matrix(file, p + "attn_v.weight", embd, c.KvDimension),
+                AttentionOutput = Matrix(file, p + "attn_output.weight", c.HeadCount * c.HeadSize, embd),
+                FeedForwardNorm = Vector(file, p + "ffn_norm.weight", embd),
+                Gate = Matrix(file, p + "ffn_gate.weight", embd, c.FeedForwardLength),
+                Up = Matrix(file, p + "ffn_up.weight", embd, c.FeedForwardLength),
+                Down = Matrix(file, p + "ffn_down.weight", c.FeedForwardLength, embd),
+            };
+        }
+        var embedding = Matrix(file, "token_embd.weight", embd, c.VocabularySize);
+        bool tied = !file.TryGetTensor("output.weight", out _);
+        return new LlamaWeights
+        {
+            TokenEmbedding = embedding,
+            Blocks = blocks,
+            OutputNorm = Vector(file, "output_norm.weight", embd),
+            Output = tied ? embedding : Matrix(file, "output.weight", embd, c.VocabularySize),
+            OutputIsTied = tied,
+        };
+    }
+
+    private static GgufTensorInfo Find(GgufFile file, string name) =>
+        file.TryGetTensor(name, out var t) ? t : throw new ModelLoadException($"tensor '{name}' is missing from the model file");
+
+    private static unsafe WeightMatrix Matrix(GgufFile file, string name, int cols, int rows)
+    {
+        var t = Find(file, name);
+        if (t.Dimensions.Length != 2 || t.Dimensions[0] != cols || t.Dimensions[1] != rows)
+            throw new ModelLoadException($"tensor '{name}' has shape [{string.Join(", ", t.Dimensions)}], expected [{cols}, {rows}]");
+        if (!GgmlTypeInfo.CanCompute(t.Type))
+            throw new ModelLoadException($"tensor '{name}' has type {GgmlTypeInfo.Name(t.Type)}, which Cria cannot run yet");
+        return new WeightMatrix(t.Type, file.GetTensorData(t), rows, cols);
+    }
+
+    private static unsafe float[] Vector(GgufFile file, string name, int length)
+    {
+        var t = Find(file, name);
+        if (t.ElementCount != length || t.Dimensions[0] != length)
+            throw new ModelLoadException($"tensor '{name}' has shape [{string.Join(", ", t.Dimensions)}], expected [{length}]");
+        if (!GgmlTypeInfo.CanCompute(t.Type))
+            throw new ModelLoadException($"tensor '{name}' has type {GgmlTypeInfo.Name(t.Type)}, which Cria cannot run yet");
+        var result = new float[length];
+        var m = new WeightMatrix(t.Type, file.GetTensorData(t), 1, length);
+        MatMul.GetRow(m, 0, result);
+        return result;
+    }
+}
