@@ -54,7 +54,7 @@ public sealed class LlamaSession : IDisposable
     /// <summary>Streams generated text synchronously (the prompt given as token ids).</summary>
     public IEnumerable<string> GenerateText(int[] promptTokens, GenerationOptions options, CancellationToken cancellationToken = default)
     {
-        var detok = new StreamingDetokenizer(Model.Tokenizer);
+        var detok = new StreamingDetokenizer(Model.Tokenizer, continuation: true);
         var stops = options.StopSequences.Where(s => s.Length > 0).ToArray();
         var pending = new System.Text.StringBuilder();
         int longestStop = stops.Length == 0 ? 0 : stops.Max(s => s.Length);

@@ -87,11 +87,11 @@ public sealed class Sampler
             throw new ArgumentException(
                 $"Expected {VocabSize} logits (the vocabulary size), got {logits.Length}.", nameof(logits));
 
-        LoadAndPenalize(logits);
-
         SamplerOptions o = Options;
         if (o.Temperature <= 0f)
-            return Greedy();
+            return Greedy(logits);
+
+        LoadAndPenalize(logits);
 
         if (o.TopK > 0) ApplyTopK(o.TopK);
         if (o.TopP < 1f) ApplyTopP(o.TopP);
@@ -173,12 +173,7 @@ public sealed class Sampler
                 float l = logits[i];
                 if (float.IsNaN(l)) l = float.NegativeInfinity;
                 int n = counts[i];
-                if (n > 0)
-                {
-                    // Dividing a negative logit would raise its probability, so those are multiplied.
-                    l = l <= 0f ? l * repeat : l / repeat;
-                    l -= n * frequency + presence;
-                }
+                if (n > 0) l = Penalize(l, n, repeat, frequency, presence);
                 c[i] = new TokenCandidate(i, l, 0f);
             }
         }
@@ -196,24 +191,44 @@ public sealed class Sampler
         _sortedCount = 0;
     }
 
-    private int Greedy()
+    private static float Penalize(float logit, int count, float repeat, float frequency, float presence)
     {
-        TokenCandidate[] c = _candidates;
+        // Dividing a negative logit would raise its probability, so those are multiplied instead.
+        logit = logit <= 0f ? logit * repeat : logit / repeat;
+        return logit - (count * frequency + presence);
+    }
+
+    // Argmax of the penalized logits straight from the input (no candidate list needed); the lowest id
+    // wins ties, NaN counts as -inf.
+    private int Greedy(ReadOnlySpan<float> logits)
+    {
+        bool penalize = _penalize && _windowSize > 0;
+        float repeat = Options.RepeatPenalty;
+        float frequency = Options.FrequencyPenalty;
+        float presence = Options.PresencePenalty;
+        int[] counts = _tokenCounts;
+
         int best = 0;
-        float bestLogit = c[0].Logit;
-        for (int i = 1; i < _count; i++)
+        float bestLogit = float.NegativeInfinity;
+        for (int i = 0; i < logits.Length; i++)
         {
-            if (c[i].Logit > bestLogit)
+            float l = logits[i];
+            if (penalize)
+            {
+                int n = counts[i];
+                if (n > 0) l = Penalize(l, n, repeat, frequency, presence);
+            }
+            if (l > bestLogit)
             {
                 best = i;
-                bestLogit = c[i].Logit;
+                bestLogit = l;
             }
         }
 
-        c[0] = new TokenCandidate(c[best].Id, bestLogit, 1f);
+        _candidates[0] = new TokenCandidate(best, bestLogit, 1f);
         _count = 1;
         _sortedCount = 1;
-        return c[0].Id;
+        return best;
     }
 
     // Ensures the first m live candidates are the m best, sorted best first.
@@ -258,31 +273,36 @@ public sealed class Sampler
             c[i].P = (float)(c[i].P / sum);
     }
 
-    // Keeps the smallest best-first prefix whose cumulative probability reaches p. The list is sorted
-    // only as far as needed: 256 entries first, then doubling.
+    // Keeps the smallest set of best candidates whose cumulative probability reaches p. An already
+    // sorted list (after top-k) is scanned; otherwise the best 256 are partially sorted first, which is
+    // enough for peaked distributions, and only if they fall short is the remainder split by a
+    // mass-steered quickselect (expected O(n)) instead of being sorted.
     private void ApplyTopP(float p)
     {
         if (_count <= 1) return;
         ComputeProbabilities();
 
         TokenCandidate[] c = _candidates;
-        double cumulative = 0;
-        int keep = _count;
-        for (int i = 0; i < _count; i++)
-        {
-            if (i == _sortedCount)
-                SortPrefix(_sortedCount == 0 ? TopPInitialSort : 2 * _sortedCount);
+        if (_sortedCount < _count)
+            SortPrefix(TopPInitialSort);
 
+        double cumulative = 0;
+        for (int i = 0; i < _sortedCount; i++)
+        {
             cumulative += c[i].P;
             if (cumulative >= p)
             {
-                keep = i + 1;
-                break;
+                _count = i + 1;
+                _sortedCount = _count;
+                return;
             }
         }
 
-        _count = keep;
-        if (_sortedCount > _count) _sortedCount = _count;
+        if (_sortedCount < _count)
+        {
+            Span<TokenCandidate> rest = c.AsSpan(_sortedCount, _count - _sortedCount);
+            _count = _sortedCount + CandidateSelection.SelectByMass(rest, cumulative, p);
+        }
     }
 
     // Keeps tokens with p_i >= minP * p_max, i.e. logit_i >= max_logit + ln(minP).

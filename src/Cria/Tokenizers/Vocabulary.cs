@@ -10,6 +10,7 @@ namespace Cria.Tokenizers;
 /// tokens that <c>tokenizer_st_partition</c> splits out of text).
 /// </summary>
 /// <remarks>
+/// Reference: llama.cpp at c392e509 (February 2025), the build that produced this project's reference data.
 /// Where llama.cpp depends on the iteration order of a hash map (which of several EOT-looking tokens
 /// becomes <see cref="Eot"/>), this class takes the lowest id. The end-of-generation set itself does not
 /// depend on that order.
@@ -138,6 +139,13 @@ public sealed class Vocabulary
             {
                 _eog.Add(i);
                 _types[i] = TokenType.Control; // llama.cpp overrides "control-looking" tokens
+            }
+            else if (tokens[i] is "</s>" or "<|end_of_text|>" && _types[i] is TokenType.Control or TokenType.UserDefined)
+            {
+                // Later llama.cpp versions also treat these texts as end of generation (and force them to
+                // CONTROL); the reference build does not. They are added here for stopping only: the token
+                // type is left alone so tokenization stays as in the reference build.
+                _eog.Add(i);
             }
         }
         if (s.Eos >= 0) _eog.Add(s.Eos);
@@ -360,7 +368,12 @@ public sealed class Vocabulary
     /// <summary>The token's type as llama.cpp uses it (EOG/FIM-looking tokens are forced to Control).</summary>
     public TokenType GetTokenType(int id) => _types[CheckId(id)];
 
-    /// <summary>True for end-of-generation tokens (llama.cpp's special_eog_ids).</summary>
+    /// <summary>
+    /// True for end-of-generation tokens, as llama.cpp's special_eog_ids: EOS, EOT, EOM, FIM pad/repo/separator,
+    /// and tokens with the texts &lt;|eot_id|&gt;, &lt;|im_end|&gt;, &lt;|end|&gt;, &lt;end_of_turn&gt;,
+    /// &lt;|endoftext|&gt;, &lt;|eom_id|&gt;, &lt;EOT&gt;; plus control/user-defined &lt;/s&gt; and
+    /// &lt;|end_of_text|&gt; (as later llama.cpp versions do).
+    /// </summary>
     public bool IsEndOfGeneration(int id) => _eog.Contains(id);
 
     /// <summary>Looks a token up by its exact text.</summary>
@@ -413,6 +426,7 @@ public sealed class Vocabulary
     {
         if (!meta.TryGetValue(key, out var v)) return current;
         if (!v.IsInteger) throw new InvalidDataException($"'{key}' must be an integer token id, but it is {v.Type}");
+        if (v.Value is ulong u && u > long.MaxValue) return current;
         long id = v.AsInt64();
         return id >= 0 && id < n ? (int)id : current; // out of range (e.g. 0xFFFFFFFF): keep the default
     }

@@ -184,7 +184,8 @@ public class SamplerTests
         Assert.Equal(PinnedTokens, tokens);
     }
 
-    private static readonly int[] PinnedTokens = [];
+    // Reproduced independently by a Python transcription of SplitMix64 + xoshiro256** + the draw rule.
+    private static readonly int[] PinnedTokens = [0, 5, 0, 1, 5, 1, 3, 1, 3, 0, 5, 7, 7, 2, 5, 1, 0, 5, 5, 3, 5, 1, 1, 3];
 
     // ---------------------------------------------------------------- distribution
 

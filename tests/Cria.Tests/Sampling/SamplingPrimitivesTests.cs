@@ -88,6 +88,49 @@ public class SamplingPrimitivesTests
     }
 
     [Fact]
+    public void SelectByMass_KeepsSmallestBestSetReachingTarget()
+    {
+        var rng = new Xoshiro256StarStar(5);
+        foreach (int n in new[] { 1, 3, 17, 100, 3000 })
+        {
+            foreach (double target in new[] { 0.05, 0.3, 0.5, 0.9, 0.99, 1.5 })
+            {
+                var items = new TokenCandidate[n];
+                double total = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    // Integer-valued logits give ties. The float probabilities have 24-bit mantissas of
+                    // similar magnitude, so their double sums are exact in any order and the expected
+                    // count does not depend on the summation order.
+                    int level = (int)(rng.NextDouble() * 8);
+                    items[i] = new TokenCandidate(i, level, 0f);
+                    total += level + 1;
+                }
+                for (int i = 0; i < n; i++)
+                    items[i].P = (float)((items[i].Logit + 1) / total);
+                for (int i = n - 1; i > 0; i--)
+                {
+                    int j = (int)(rng.NextDouble() * (i + 1));
+                    (items[i], items[j]) = (items[j], items[i]);
+                }
+
+                var sorted = items.OrderByDescending(c => c.Logit).ThenBy(c => c.Id).ToArray();
+                double cum = 0.125;
+                int expected = n;
+                for (int i = 0; i < n; i++)
+                {
+                    cum += sorted[i].P;
+                    if (cum >= target) { expected = i + 1; break; }
+                }
+
+                int m = CandidateSelection.SelectByMass(items, 0.125, target);
+                Assert.Equal(expected, m);
+                Assert.Equal(sorted.Take(m).Select(c => c.Id).Order(), items.Take(m).Select(c => c.Id).Order());
+            }
+        }
+    }
+
+    [Fact]
     public void Softmax_MatchesDoubleReference()
     {
         float[] logits = [1f, 2f, 3f, -4f, 0.5f, 10f];
