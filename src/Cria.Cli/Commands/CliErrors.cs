@@ -27,7 +27,10 @@ internal static class CliErrors
                 GgufFormatException => "invalid GGUF file: ",
                 _ => "",
             };
-            Console.Error.WriteLine($"error: {what}{e.Message}");
+            string message = e is ArgumentException { ParamName: not null } ae
+                ? ae.Message.Replace($" (Parameter '{ae.ParamName}')", "")
+                : e.Message;
+            Console.Error.WriteLine($"error: {what}{message.ReplaceLineEndings(" ")}");
             return 1;
         }
         catch (OperationCanceledException)

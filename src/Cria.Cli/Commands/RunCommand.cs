@@ -53,7 +53,7 @@ internal static class RunCommand
                 PresencePenalty = r.GetValue(presence),
                 Seed = r.GetValue(seed),
             };
-            sampling.Validate();
+            ValidateSampling(sampling);
             var kvType = CliErrors.ParseKvType(r.GetValue(kv));
             int nThreads = CommonOptions.ResolveThreads(r.GetValue(threads));
             string path = CliErrors.RequireModelFile(r.GetValue(model));
@@ -92,6 +92,30 @@ internal static class RunCommand
             return s.StopReason == StopReason.Cancelled ? 130 : 0;
         })));
         return cmd;
+    }
+
+    private static readonly (string Property, string Option)[] OptionNames =
+    {
+        ("Temperature", "--temp"), ("TopK", "--top-k"), ("TopP", "--top-p"), ("MinP", "--min-p"),
+        ("RepeatPenalty", "--repeat-penalty"), ("FrequencyPenalty", "--frequency-penalty"),
+        ("PresencePenalty", "--presence-penalty"), ("PenaltyLastN", "--repeat-last-n"),
+    };
+
+    /// <summary>Validates sampler settings, naming the command-line options in the message.</summary>
+    private static void ValidateSampling(SamplerOptions sampling)
+    {
+        try
+        {
+            sampling.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            string message = e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "");
+            foreach (var (property, option) in OptionNames)
+                if (message.StartsWith(property + " ", StringComparison.Ordinal))
+                    message = option + message[property.Length..];
+            throw new CliException(message);
+        }
     }
 
     private static string StopText(StopReason r) => r switch

@@ -33,6 +33,8 @@ public sealed class LlamaWeights
 
     public static LlamaWeights FromGguf(GgufFile file, LlamaConfig c)
     {
+        if (file.Tensors.Count == 0)
+            throw new ModelLoadException("the file has no tensors: it is a vocabulary-only GGUF, which can tokenize but not run");
         int embd = c.EmbeddingLength;
         var blocks = new LlamaBlockWeights[c.BlockCount];
         for (int i = 0; i < c.BlockCount; i++)

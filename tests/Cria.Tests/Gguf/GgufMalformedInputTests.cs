@@ -143,7 +143,7 @@ public class GgufMalformedInputTests
     [Fact]
     public void StringLengthPastTheEndIsRejected()
     {
-        var b = new Raw(0, 1).U64(1UL << 50).ToArray();
+        var b = new Raw(0, 1).U64(1UL << 50).Bytes(32).ToArray();
         AssertRejected(b, "claims");
         b = new Raw(0, 1).Str("k").U32((uint)GgufValueType.String).U64(ulong.MaxValue).Bytes(8).ToArray();
         AssertRejected(b);

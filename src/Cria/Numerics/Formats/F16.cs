@@ -1,0 +1,155 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Cria.Numerics.Formats;
+
+/// <summary>
+/// IEEE 754 binary16 ("half", ggml's F16). Storage: each element is one little-endian 16-bit word,
+/// bit 15 = sign, bits 14..10 = exponent (bias 15), bits 9..0 = fraction; no blocks. Conversion
+/// from float rounds to nearest, ties to even (what ggml gets from F16C's <c>vcvtps2ph</c> with
+/// rounding mode 0 and from its software fallback), overflow goes to infinity, and NaN stays a
+/// quiet NaN of the same sign. Conversion to float is exact.
+/// </summary>
+public static unsafe class Fp16Format
+{
+    /// <summary>Bytes per element.</summary>
+    public const int BytesPerElement = 2;
+
+    private const float TwoPow112 = 5.192296858534828e+33f; // 2^112, turns (half bits << 13) into the value
+
+    /// <summary>
+    /// All 65536 half values as floats (256 KiB, allocated once and never freed). A lookup beats
+    /// the bit manipulation in the kernels' per-block scale conversions, as it does for ggml,
+    /// which keeps the same table.
+    /// </summary>
+    internal static readonly float* Table = CreateTable();
+
+    private static float* CreateTable()
+    {
+        var t = (float*)NativeMemory.AlignedAlloc(65536 * sizeof(float), 64);
+        for (int h = 0; h < 65536; h++) t[h] = ToSingleComputed((ushort)h);
+        return t;
+    }
+
+    /// <summary>Exact half → float.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ToSingle(ushort h) => Table[h];
+
+    /// <summary>Exact half → float without the table (bit manipulation).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float ToSingleComputed(ushort h)
+    {
+        uint magnitude = (uint)h & 0x7FFF;
+        uint sign = ((uint)h & 0x8000) << 16;
+        // Shifting exponent+fraction up by 13 lines the fraction up with float's; read as a float
+        // that is the value times 2^-112 (half denormals become float denormals), so one exact
+        // multiplication by 2^112 finishes the job for every finite half.
+        uint bits = BitConverter.SingleToUInt32Bits(BitConverter.UInt32BitsToSingle(magnitude << 13) * TwoPow112);
+        if (magnitude >= 0x7C00) bits = (magnitude << 13) | 0x7F800000; // infinity / NaN (payload kept)
+        return BitConverter.UInt32BitsToSingle(bits | sign);
+    }
+
+    /// <summary>Float → half, round to nearest even.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ushort FromSingle(float f)
+    {
+        uint x = BitConverter.SingleToUInt32Bits(f);
+        uint sign = (x >> 16) & 0x8000;
+        uint ax = x & 0x7FFFFFFF;
+        if (ax >= 0x477FF000) // |f| >= 65520 (rounds to infinity), infinity or NaN
+        {
+            if (ax > 0x7F800000) return (ushort)(sign | 0x7E00 | ((ax >> 13) & 0x3FF)); // quiet NaN
+            return (ushort)(sign | 0x7C00);
+        }
+        if (ax < 0x38800000) // |f| < 2^-14: the result is a half denormal (or zero)
+        {
+            // Adding 0.5 puts the float's last place at 2^-24, the half-denormal step, so the
+            // hardware's own round-to-nearest-even does the rounding; subtracting 0.5's bits leaves
+            // the denormal fraction.
+            float t = BitConverter.UInt32BitsToSingle(ax) + 0.5f;
+            return (ushort)(sign | (BitConverter.SingleToUInt32Bits(t) - 0x3F000000));
+        }
+        // Normal range: rebias the exponent (127 → 15) and round the 13 dropped bits to nearest,
+        // ties to even (the odd bit decides the tie); a carry correctly bumps the exponent.
+        uint odd = (ax >> 13) & 1;
+        ax += unchecked((uint)((15 - 127) << 23)) + 0xFFF + odd;
+        return (ushort)(sign | (ax >> 13));
+    }
+
+    /// <summary>Rounds a float to the nearest half and back (exactly what F16 storage keeps).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Round(float f) => ToSingle(FromSingle(f));
+
+    /// <summary>Converts <c>src.Length</c> floats to halves (2 bytes each) into <paramref name="dst"/>.</summary>
+    public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        if (dst.Length < (long)src.Length * 2) throw new ArgumentException("destination too small", nameof(dst));
+        fixed (float* s = src)
+        fixed (byte* d = dst)
+            FromSingle(s, (ushort*)d, src.Length);
+    }
+
+    /// <summary>Converts <c>dst.Length</c> halves from <paramref name="src"/> to floats.</summary>
+    public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        if (src.Length < (long)dst.Length * 2) throw new ArgumentException("source too small", nameof(src));
+        fixed (byte* s = src)
+        fixed (float* d = dst)
+            ToSingle((ushort*)s, d, dst.Length);
+    }
+
+    internal static void FromSingle(float* src, ushort* dst, int n)
+    {
+        for (int i = 0; i < n; i++) dst[i] = FromSingle(src[i]);
+    }
+
+    internal static void ToSingle(ushort* src, float* dst, int n)
+    {
+        int i = 0;
+        if (Avx2.IsSupported)
+        {
+            for (; i + 8 <= n; i += 8)
+            {
+                Vector256<float> v = ToSingle8(src + i, out Vector256<int> special);
+                if (!Avx.TestZ(special, special)) break; // infinity/NaN: let the scalar loop do the rest
+                Avx.Store(dst + i, v);
+            }
+        }
+        for (; i < n; i++) dst[i] = ToSingle(src[i]);
+    }
+
+    /// <summary>
+    /// Eight halves → eight floats (AVX2). Exact for every finite half; lanes holding infinity or
+    /// NaN come out wrong, and are flagged in <paramref name="special"/> (a lane is non-zero there
+    /// exactly when the half was infinity or NaN) so callers can fall back to the scalar path.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> ToSingle8(ushort* p, out Vector256<int> special)
+    {
+        // Sign-extend to 32 bits and shift by 13: the half's exponent+fraction land in bits 27..13,
+        // copies of the sign fill bits 31..28; masking leaves sign | (magnitude << 13).
+        Vector256<int> w = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13);
+        Vector256<float> v = Avx.Multiply(Avx2.And(w, Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector256.Create(TwoPow112));
+        // magnitude >= 0x7C00  <=>  (magnitude << 17) >= 0xF8000000 (unsigned)
+        Vector256<uint> m = Avx2.ShiftLeftLogical(w, 4).AsUInt32();
+        special = Avx2.CompareEqual(Avx2.Max(m, Vector256.Create(0xF8000000u)), m).AsInt32();
+        return v;
+    }
+
+    /// <summary>As <see cref="ToSingle8(ushort*, out Vector256{int})"/> but folds the special-lane check into a running unsigned max (cheaper in hot loops):
+    /// after the loop, any lane of <paramref name="maxMagnitude"/> &gt;= 0xF8000000 means an infinity/NaN was seen.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> ToSingle8(ushort* p, ref Vector256<uint> maxMagnitude)
+    {
+        Vector256<int> w = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13);
+        maxMagnitude = Avx2.Max(maxMagnitude, Avx2.ShiftLeftLogical(w, 4).AsUInt32());
+        return Avx.Multiply(Avx2.And(w, Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector256.Create(TwoPow112));
+    }
+
+    /// <summary>True when a running max from <see cref="ToSingle8(ushort*, ref Vector256{uint})"/> saw an infinity or NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool SawSpecial(Vector256<uint> maxMagnitude) =>
+        !Avx.TestZ(Avx2.CompareEqual(Avx2.Max(maxMagnitude, Vector256.Create(0xF8000000u)), maxMagnitude), Vector256<uint>.AllBitsSet);
+}

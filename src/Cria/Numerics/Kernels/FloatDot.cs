@@ -1,0 +1,277 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Cria.Numerics.Formats;
+
+namespace Cria.Numerics.Kernels;
+
+/// <summary>
+/// Float dot products in ggml's exact accumulation orders. Two orders exist in ggml's CPU backend
+/// and both are reproduced:
+/// <list type="bullet">
+/// <item><b>vec_dot</b> (one activation row: decode, and any product llamafile's sgemm declines):
+/// <c>ggml_vec_dot_f32</c> / <c>ggml_vec_dot_f16</c> keep four eight-lane accumulators over steps of
+/// 32 elements (fused multiply-add), reduce them as ((s0+s2)+(s1+s3)), then the eight lanes as
+/// ((t0+t1)+(t2+t3)) with t = low half + high half; the tail (n mod 32) is added one product at
+/// a time (in float for F32, with a fused multiply-add as GCC contracts it; in double for F16).
+/// <c>ggml_vec_dot_bf16</c> is similar but reduces as ((c1+c3)+(c2+c4)), then ((g0+g2)+(g1+g3)),
+/// in double from there on.</item>
+/// <item><b>blocked</b> (llamafile tinyBLAS, used by ggml for two or more activation rows when the
+/// row length is a multiple of 8): one eight-lane accumulator, a fused multiply-add per 8
+/// elements, reduced as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).</item>
+/// </list>
+/// The F16/BF16 variants take the weights as stored (2-byte elements) and the activations as
+/// floats. ggml first rounds activations to F16/BF16 (its vec_dot_type); MatMul does that rounding,
+/// after which each product is exact in float and these kernels give ggml's bits. Scalar twins
+/// return the same bits as the vector paths.
+/// </summary>
+public static unsafe class FloatDot
+{
+    // ================================================================ F32 · F32 (vec_dot order)
+
+    /// <summary>F32 · F32 like ggml_vec_dot_f32.</summary>
+    public static float F32(ReadOnlySpan<float> x, ReadOnlySpan<float> y)
+    {
+        if (x.Length != y.Length) throw new ArgumentException("lengths differ");
+        fixed (float* px = x)
+        fixed (float* py = y)
+            return F32(px, py, x.Length);
+    }
+
+    /// <summary>F32 · F32 like ggml_vec_dot_f32.</summary>
+    public static float F32(float* x, float* y, int n)
+    {
+        if (Fma.IsSupported) return F32Avx(x, y, n);
+        if (Vector256.IsHardwareAccelerated) return F32Vector256(x, y, n);
+        return F32Scalar(x, y, n);
+    }
+
+    private static float F32Avx(float* x, float* y, int n)
+    {
+        int np = n & ~31;
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
+        for (int i = 0; i < np; i += 32)
+        {
+            s0 = Fma.MultiplyAdd(Avx.LoadVector256(x + i), Avx.LoadVector256(y + i), s0);
+            s1 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 8), Avx.LoadVector256(y + i + 8), s1);
+            s2 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 16), Avx.LoadVector256(y + i + 16), s2);
+            s3 = Fma.MultiplyAdd(Avx.LoadVector256(x + i + 24), Avx.LoadVector256(y + i + 24), s3);
+        }
+        float sum = ReduceFour(s0, s1, s2, s3);
+        for (int i = np; i < n; i++) sum = MathF.FusedMultiplyAdd(x[i], y[i], sum);
+        return sum;
+    }
+
+    internal static float F32Vector256(float* x, float* y, int n)
+    {
+        int np = n & ~31;
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
+        for (int i = 0; i < np; i += 32)
+        {
+            s0 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i), Vector256.Load(y + i), s0);
+            s1 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i + 8), Vector256.Load(y + i + 8), s1);
+            s2 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i + 16), Vector256.Load(y + i + 16), s2);
+            s3 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i + 24), Vector256.Load(y + i + 24), s3);
+        }
+        float sum = ReduceFour(s0, s1, s2, s3);
+        for (int i = np; i < n; i++) sum = MathF.FusedMultiplyAdd(x[i], y[i], sum);
+        return sum;
+    }
+
+    internal static float F32Scalar(float* x, float* y, int n)
+    {
+        int np = n & ~31;
+        float* s = stackalloc float[32];
+        for (int k = 0; k < 32; k++) s[k] = 0;
+        for (int i = 0; i < np; i += 32)
+            for (int k = 0; k < 32; k++) s[k] = MathF.FusedMultiplyAdd(x[i + k], y[i + k], s[k]);
+        float sum = ReduceFour(s);
+        for (int i = np; i < n; i++) sum = MathF.FusedMultiplyAdd(x[i], y[i], sum);
+        return sum;
+    }
+
+    // ================================================================ F16 · F32 (vec_dot order)
+
+    /// <summary>F16 weights · float activations like ggml_vec_dot_f16 (after the activations were rounded to F16).</summary>
+    public static float F16(ushort* w, float* y, int n)
+    {
+        if (CpuFeatures.Avx2Fma)
+        {
+            float r = F16Avx2(w, y, n, out bool special);
+            if (!special) return r;
+        }
+        return F16Scalar(w, y, n); // also the exact path for rows holding infinities or NaNs
+    }
+
+    private static float F16Avx2(ushort* w, float* y, int n, out bool special)
+    {
+        int np = n & ~31;
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
+        Vector256<uint> mag = default;
+        for (int i = 0; i < np; i += 32)
+        {
+            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i, ref mag), Avx.LoadVector256(y + i), s0);
+            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 8, ref mag), Avx.LoadVector256(y + i + 8), s1);
+            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 16, ref mag), Avx.LoadVector256(y + i + 16), s2);
+            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 24, ref mag), Avx.LoadVector256(y + i + 24), s3);
+        }
+        special = Fp16Format.SawSpecial(mag);
+        double sum = ReduceFour(s0, s1, s2, s3);
+        for (int i = np; i < n; i++) sum += Fp16Format.ToSingle(w[i]) * y[i];
+        return (float)sum;
+    }
+
+    internal static float F16Scalar(ushort* w, float* y, int n)
+    {
+        int np = n & ~31;
+        float* s = stackalloc float[32];
+        for (int k = 0; k < 32; k++) s[k] = 0;
+        for (int i = 0; i < np; i += 32)
+            for (int k = 0; k < 32; k++) s[k] = MathF.FusedMultiplyAdd(Fp16Format.ToSingle(w[i + k]), y[i + k], s[k]);
+        double sum = ReduceFour(s);
+        for (int i = np; i < n; i++) sum += Fp16Format.ToSingle(w[i]) * y[i];
+        return (float)sum;
+    }
+
+    // ================================================================ BF16 · F32 (vec_dot order)
+
+    /// <summary>BF16 weights · float activations like ggml_vec_dot_bf16 (AVX2 build; after the activations were rounded to BF16).</summary>
+    public static float BF16(ushort* w, float* y, int n) =>
+        CpuFeatures.Avx2Fma ? BF16Avx2(w, y, n) : BF16Scalar(w, y, n);
+
+    private static float BF16Avx2(ushort* w, float* y, int n)
+    {
+        int i = 0;
+        double sum = 0;
+        Vector256<float> c1 = default, c2 = default, c3 = default, c4 = default;
+        for (; i + 32 <= n; i += 32)
+        {
+            c1 = Fma.MultiplyAdd(Bf16Format.ToSingle8(w + i), Avx.LoadVector256(y + i), c1);
+            c2 = Fma.MultiplyAdd(Bf16Format.ToSingle8(w + i + 8), Avx.LoadVector256(y + i + 8), c2);
+            c3 = Fma.MultiplyAdd(Bf16Format.ToSingle8(w + i + 16), Avx.LoadVector256(y + i + 16), c3);
+            c4 = Fma.MultiplyAdd(Bf16Format.ToSingle8(w + i + 24), Avx.LoadVector256(y + i + 24), c4);
+        }
+        Vector256<float> c = (c1 + c3) + (c2 + c4);
+        sum += HorizontalSumPairs(c);
+        for (; i < n; i++) sum += Bf16Format.ToSingle(w[i]) * y[i];
+        return (float)sum;
+    }
+
+    internal static float BF16Scalar(ushort* w, float* y, int n)
+    {
+        int i = 0;
+        double sum = 0;
+        float* c = stackalloc float[32];
+        for (int k = 0; k < 32; k++) c[k] = 0;
+        for (; i + 32 <= n; i += 32)
+            for (int k = 0; k < 32; k++) c[k] = MathF.FusedMultiplyAdd(Bf16Format.ToSingle(w[i + k]), y[i + k], c[k]);
+        float* l = stackalloc float[8];
+        for (int k = 0; k < 8; k++) l[k] = (c[k] + c[16 + k]) + (c[8 + k] + c[24 + k]);
+        sum += QuantDot.HorizontalSum(l);
+        for (; i < n; i++) sum += Bf16Format.ToSingle(w[i]) * y[i];
+        return (float)sum;
+    }
+
+    // ================================================================ blocked order (tinyBLAS)
+
+    /// <summary>F32 · F32 in tinyBLAS order (one eight-lane accumulator); n must be a multiple of 8.</summary>
+    public static float F32Blocked(float* x, float* y, int n)
+    {
+        if ((n & 7) != 0) throw new ArgumentException("length must be a multiple of 8", nameof(n));
+        if (Fma.IsSupported)
+        {
+            Vector256<float> acc = default;
+            for (int i = 0; i < n; i += 8) acc = Fma.MultiplyAdd(Avx.LoadVector256(x + i), Avx.LoadVector256(y + i), acc);
+            return QuantDot.HorizontalSum(acc);
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<float> acc = default;
+            for (int i = 0; i < n; i += 8) acc = Vector256.FusedMultiplyAdd(Vector256.Load(x + i), Vector256.Load(y + i), acc);
+            return QuantDot.HorizontalSum(acc);
+        }
+        return F32BlockedScalar(x, y, n);
+    }
+
+    internal static float F32BlockedScalar(float* x, float* y, int n)
+    {
+        float* l = stackalloc float[8];
+        for (int k = 0; k < 8; k++) l[k] = 0;
+        for (int i = 0; i < n; i += 8)
+            for (int k = 0; k < 8; k++) l[k] = MathF.FusedMultiplyAdd(x[i + k], y[i + k], l[k]);
+        return QuantDot.HorizontalSum(l);
+    }
+
+    /// <summary>
+    /// Blocked-order tile: four rows of x (stride <paramref name="xStride"/> floats) against two rows
+    /// of y (stride <paramref name="yStride"/>); results to out[c*outStride + r]. n % 8 == 0.
+    /// </summary>
+    internal static void BlockedTile4x2(float* x, nint xStride, float* y, nint yStride, int n, float* output, nint outStride)
+    {
+        Vector256<float> a00 = default, a10 = default, a20 = default, a30 = default;
+        Vector256<float> a01 = default, a11 = default, a21 = default, a31 = default;
+        float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
+        float* y0 = y, y1 = y + yStride;
+        for (int i = 0; i < n; i += 8)
+        {
+            Vector256<float> b0 = Avx.LoadVector256(y0 + i), b1 = Avx.LoadVector256(y1 + i);
+            Vector256<float> v = Avx.LoadVector256(x0 + i);
+            a00 = Fma.MultiplyAdd(v, b0, a00); a01 = Fma.MultiplyAdd(v, b1, a01);
+            v = Avx.LoadVector256(x1 + i);
+            a10 = Fma.MultiplyAdd(v, b0, a10); a11 = Fma.MultiplyAdd(v, b1, a11);
+            v = Avx.LoadVector256(x2 + i);
+            a20 = Fma.MultiplyAdd(v, b0, a20); a21 = Fma.MultiplyAdd(v, b1, a21);
+            v = Avx.LoadVector256(x3 + i);
+            a30 = Fma.MultiplyAdd(v, b0, a30); a31 = Fma.MultiplyAdd(v, b1, a31);
+        }
+        output[0] = QuantDot.HorizontalSum(a00); output[1] = QuantDot.HorizontalSum(a10);
+        output[2] = QuantDot.HorizontalSum(a20); output[3] = QuantDot.HorizontalSum(a30);
+        output[outStride] = QuantDot.HorizontalSum(a01); output[outStride + 1] = QuantDot.HorizontalSum(a11);
+        output[outStride + 2] = QuantDot.HorizontalSum(a21); output[outStride + 3] = QuantDot.HorizontalSum(a31);
+    }
+
+    /// <summary>Blocked-order tile: four rows of x against one row of y → out[0..3].</summary>
+    internal static void BlockedTile4x1(float* x, nint xStride, float* y, int n, float* output)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
+        for (int i = 0; i < n; i += 8)
+        {
+            Vector256<float> b = Avx.LoadVector256(y + i);
+            a0 = Fma.MultiplyAdd(Avx.LoadVector256(x0 + i), b, a0);
+            a1 = Fma.MultiplyAdd(Avx.LoadVector256(x1 + i), b, a1);
+            a2 = Fma.MultiplyAdd(Avx.LoadVector256(x2 + i), b, a2);
+            a3 = Fma.MultiplyAdd(Avx.LoadVector256(x3 + i), b, a3);
+        }
+        output[0] = QuantDot.HorizontalSum(a0); output[1] = QuantDot.HorizontalSum(a1);
+        output[2] = QuantDot.HorizontalSum(a2); output[3] = QuantDot.HorizontalSum(a3);
+    }
+
+    // ================================================================ reductions
+
+    /// <summary>GGML_F32x8_REDUCE: ((s0+s2)+(s1+s3)), t = low + high, then (t0+t1)+(t2+t3).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float ReduceFour(Vector256<float> s0, Vector256<float> s1, Vector256<float> s2, Vector256<float> s3)
+    {
+        Vector256<float> s = (s0 + s2) + (s1 + s3);
+        Vector128<float> t = s.GetLower() + s.GetUpper();
+        return (t.GetElement(0) + t.GetElement(1)) + (t.GetElement(2) + t.GetElement(3));
+    }
+
+    /// <summary>Scalar form of <see cref="ReduceFour(Vector256{float}, Vector256{float}, Vector256{float}, Vector256{float})"/> over s[0..31] (s0 = s[0..7], ...).</summary>
+    private static float ReduceFour(float* s)
+    {
+        float* t = stackalloc float[4];
+        for (int k = 0; k < 4; k++)
+        {
+            float lo = (s[k] + s[16 + k]) + (s[8 + k] + s[24 + k]);
+            float hi = (s[k + 4] + s[16 + k + 4]) + (s[8 + k + 4] + s[24 + k + 4]);
+            t[k] = lo + hi;
+        }
+        return (t[0] + t[1]) + (t[2] + t[3]);
+    }
+
+    /// <summary>g = low + high, then (g0+g2)+(g1+g3) (the movehl/movehdup reduction).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float HorizontalSumPairs(Vector256<float> c) => QuantDot.HorizontalSum(c);
+}

@@ -1,0 +1,402 @@
+using System.Runtime.InteropServices;
+using Cria.Numerics.Formats;
+using Cria.Numerics.Threading;
+
+namespace Cria.Numerics.Kernels;
+
+/// <summary>
+/// A weight matrix in memory, laid out like a ggml 2-D tensor with ne0 = <see cref="Cols"/> and
+/// ne1 = <see cref="Rows"/>: <see cref="Rows"/> rows (output features), each holding
+/// <see cref="Cols"/> elements encoded in <see cref="Type"/>'s blocks, rows back to back
+/// <see cref="RowBytes"/> apart. The memory is not owned (typically a mapped model file).
+/// </summary>
+public readonly unsafe struct WeightMatrix
+{
+    /// <summary>Describes <paramref name="rows"/> × <paramref name="cols"/> elements of <paramref name="type"/> at <paramref name="data"/>.</summary>
+    public WeightMatrix(GgmlType type, byte* data, int rows, int cols)
+    {
+        if (!GgmlTypeInfo.IsKnown(type)) throw new ArgumentException($"unknown ggml type id {(uint)type}", nameof(type));
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(cols);
+        if (data == null && rows > 0 && cols > 0) throw new ArgumentNullException(nameof(data));
+        Type = type;
+        Data = data;
+        Rows = rows;
+        Cols = cols;
+        RowBytes = GgmlTypeInfo.RowBytes(type, cols); // throws unless cols is whole blocks
+    }
+
+    /// <summary>Element type.</summary>
+    public GgmlType Type { get; }
+
+    /// <summary>First byte of row 0.</summary>
+    public byte* Data { get; }
+
+    /// <summary>Number of rows (outputs of a product).</summary>
+    public int Rows { get; }
+
+    /// <summary>Elements per row (inputs of a product).</summary>
+    public int Cols { get; }
+
+    /// <summary>Bytes per row.</summary>
+    public long RowBytes { get; }
+
+    /// <summary>First byte of row <paramref name="row"/>.</summary>
+    public byte* Row(int row) => Data + row * RowBytes;
+}
+
+/// <summary>
+/// Matrix products y = W·x for the weight types the engine computes with (F32, F16, BF16, Q8_0,
+/// Q4_0), reproducing ggml's CPU results bit for bit (AVX2 build):
+/// <list type="bullet">
+/// <item>Q8_0 / Q4_0 weights: each activation row is first quantized to Q8_0 with ggml's runtime
+/// quantizer, then every output is the block-wise integer dot product of <see cref="QuantDot"/>
+/// (ggml's vec_dot and llamafile's tinyBLAS agree for these, so one order serves every batch).</item>
+/// <item>F16 / BF16 weights: activations are rounded to F16 / BF16 (ggml's vec_dot_type) and kept as
+/// floats; F32 weights use the activations as they are. With one activation row, or when the
+/// row length is not a multiple of 8, or the row count not a multiple of 4, outputs use ggml's
+/// vec_dot order; otherwise (what ggml hands to llamafile's sgemm) the blocked order. See
+/// <see cref="FloatDot"/>.</item>
+/// </list>
+/// Work is split over the pool by chunks of rows; with several activation rows each chunk walks
+/// the batch in tiles (2×2 / 4×2 register tiles inside), so a chunk of weights is read from cache
+/// for a whole tile of activations. An instance owns reusable scratch (it only grows), so
+/// steady-state calls allocate nothing; it is not thread-safe (one product at a time).
+/// </summary>
+public sealed unsafe class MatMul : IDisposable
+{
+    private readonly WorkerPool _pool;
+    private readonly ProductJob _product;
+    private readonly PrepareJob _prepare;
+
+    private byte* _activations;       // prepared activation rows
+    private long _activationCapacity;
+    private float* _threadScratch;    // per-thread converted weight rows (F16/BF16 blocked path)
+    private long _threadScratchFloats; // floats per thread
+    private bool _disposed;
+
+    /// <param name="pool">the threads to run on (not owned).</param>
+    public MatMul(WorkerPool pool)
+    {
+        _pool = pool ?? throw new ArgumentNullException(nameof(pool));
+        _product = new ProductJob(this);
+        _prepare = new PrepareJob();
+    }
+
+    /// <summary>The pool products run on.</summary>
+    public WorkerPool Pool => _pool;
+
+    /// <summary>
+    /// y[b·rows + r] = Σ_c W[r, c] · x[b·cols + c] for b in [0, batch): x holds <paramref name="batch"/>
+    /// activation rows of w.Cols floats, y receives batch rows of w.Rows floats. x and y must not overlap.
+    /// </summary>
+    public void Multiply(in WeightMatrix w, float* x, int batch, float* y)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!GgmlTypeInfo.CanCompute(w.Type)) throw new NotSupportedException($"matrix products with {GgmlTypeInfo.Name(w.Type)} weights are not supported");
+        ArgumentOutOfRangeException.ThrowIfNegative(batch);
+        int rows = w.Rows, cols = w.Cols;
+        if (batch == 0 || rows == 0) return;
+        if (x == null) throw new ArgumentNullException(nameof(x));
+        if (y == null) throw new ArgumentNullException(nameof(y));
+        if (cols == 0)
+        {
+            new Span<float>(y, checked(batch * rows)).Clear();
+            return;
+        }
+
+        // 1. Activations in the form ggml multiplies with.
+        GgmlType t = w.Type;
+        byte* act;
+        long actRowBytes;
+        if (t is GgmlType.Q8_0 or GgmlType.Q4_0)
+        {
+            actRowBytes = (long)cols / Q8_0Format.BlockSize * Q8_0Format.BlockBytes;
+            act = Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes);
+        }
+        else if (t is GgmlType.F16 or GgmlType.BF16)
+        {
+            actRowBytes = (long)cols * sizeof(float);
+            act = Prepare(t == GgmlType.F16 ? PrepareKind.RoundF16 : PrepareKind.RoundBF16, x, batch, cols, actRowBytes);
+        }
+        else
+        {
+            actRowBytes = (long)cols * sizeof(float);
+            act = (byte*)x;
+        }
+
+        // 2. Accumulation order and work split.
+        bool floatType = t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
+        bool blocked = floatType && batch >= 2 && cols % 8 == 0 && rows % 4 == 0;
+        long weightChunkRowBytes = blocked ? (long)cols * sizeof(float) : w.RowBytes;
+        int threads = _pool.ThreadCount;
+        int rowsPerChunk = 16;
+        if (batch > 1) rowsPerChunk = (int)Math.Clamp(48 * 1024 / Math.Max(1, weightChunkRowBytes), 4, 64);
+        rowsPerChunk = Math.Min(rowsPerChunk, Math.Max(4, rows / (2 * threads)));
+        rowsPerChunk = Math.Max(4, rowsPerChunk & ~3);
+        int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
+        int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
+        batchTile = Math.Max(1, batchTile & ~1);
+
+        if (blocked && t != GgmlType.F32) EnsureThreadScratch((long)rowsPerChunk * cols);
+
+        var job = _product;
+        job.Weights = w;
+        job.Activations = act;
+        job.ActivationRowBytes = actRowBytes;
+        job.Batch = batch;
+        job.Output = y;
+        job.Blocked = blocked;
+        job.RowsPerChunk = rowsPerChunk;
+        job.BatchTile = batchTile;
+        _pool.Run(job, chunks);
+    }
+
+    /// <summary>Dequantizes row <paramref name="row"/> of <paramref name="w"/> into <paramref name="dst"/> (length w.Cols); exact.</summary>
+    public static void GetRow(in WeightMatrix w, int row, Span<float> dst)
+    {
+        if ((uint)row >= (uint)w.Rows) throw new ArgumentOutOfRangeException(nameof(row), row, $"row must be in [0, {w.Rows})");
+        if (dst.Length != w.Cols) throw new ArgumentException($"destination holds {dst.Length} floats, the row has {w.Cols}", nameof(dst));
+        byte* src = w.Row(row);
+        int n = w.Cols;
+        fixed (float* d = dst)
+        {
+            switch (w.Type)
+            {
+                case GgmlType.F32: new ReadOnlySpan<float>(src, n).CopyTo(dst); break;
+                case GgmlType.F16: Fp16Format.ToSingle((ushort*)src, d, n); break;
+                case GgmlType.BF16: Bf16Format.ToSingle((ushort*)src, d, n); break;
+                case GgmlType.Q8_0: Q8_0Format.Dequantize(src, d, n / Q8_0Format.BlockSize); break;
+                case GgmlType.Q4_0: Q4_0Format.Dequantize(src, d, n / Q4_0Format.BlockSize); break;
+                default: throw new NotSupportedException($"reading rows of {GgmlTypeInfo.Name(w.Type)} tensors is not supported");
+            }
+        }
+    }
+
+    /// <summary>Frees the scratch memory.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        if (_activations != null) NativeMemory.AlignedFree(_activations);
+        if (_threadScratch != null) NativeMemory.AlignedFree(_threadScratch);
+        _activations = null;
+        _threadScratch = null;
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases the scratch memory if Dispose was not called.</summary>
+    ~MatMul()
+    {
+        if (_activations != null) NativeMemory.AlignedFree(_activations);
+        if (_threadScratch != null) NativeMemory.AlignedFree(_threadScratch);
+    }
+
+    // ------------------------------------------------------------------ activation preparation
+
+    private enum PrepareKind { Q8_0, RoundF16, RoundBF16 }
+
+    private byte* Prepare(PrepareKind kind, float* x, int batch, int cols, long rowBytes)
+    {
+        long need = rowBytes * batch;
+        if (need > _activationCapacity)
+        {
+            if (_activations != null) NativeMemory.AlignedFree(_activations);
+            long cap = Math.Max(need, _activationCapacity * 2);
+            _activations = (byte*)NativeMemory.AlignedAlloc((nuint)cap, 64);
+            _activationCapacity = cap;
+        }
+        var p = _prepare;
+        p.Kind = kind; p.Source = x; p.Cols = cols; p.Destination = _activations; p.RowBytes = rowBytes;
+        if (batch > 1 && (long)batch * cols >= 32 * 1024) _pool.Run(p, batch);
+        else p.Execute(0, batch, 0);
+        return _activations;
+    }
+
+    private sealed class PrepareJob : IParallelJob
+    {
+        public PrepareKind Kind;
+        public float* Source;
+        public int Cols;
+        public byte* Destination;
+        public long RowBytes;
+
+        public void Execute(int start, int end, int threadIndex)
+        {
+            for (int b = start; b < end; b++)
+            {
+                float* src = Source + (long)b * Cols;
+                byte* dst = Destination + b * RowBytes;
+                switch (Kind)
+                {
+                    case PrepareKind.Q8_0:
+                        Q8_0Format.QuantizeActivations(src, dst, Cols / Q8_0Format.BlockSize);
+                        break;
+                    case PrepareKind.RoundF16:
+                        for (int i = 0; i < Cols; i++) ((float*)dst)[i] = Fp16Format.Round(src[i]);
+                        break;
+                    default:
+                        for (int i = 0; i < Cols; i++) ((float*)dst)[i] = Bf16Format.Round(src[i]);
+                        break;
+                }
+            }
+        }
+    }
+
+    private void EnsureThreadScratch(long floatsPerThread)
+    {
+        if (floatsPerThread <= _threadScratchFloats && _threadScratch != null) return;
+        if (_threadScratch != null) NativeMemory.AlignedFree(_threadScratch);
+        long per = Math.Max(floatsPerThread, _threadScratchFloats * 2);
+        per = (per + 15) & ~15L; // keep each thread's slice 64-byte aligned
+        _threadScratch = (float*)NativeMemory.AlignedAlloc((nuint)(per * _pool.ThreadCount * sizeof(float)), 64);
+        _threadScratchFloats = per;
+    }
+
+    // ------------------------------------------------------------------ the product
+
+    private sealed class ProductJob : IParallelJob
+    {
+        private readonly MatMul _owner;
+        public WeightMatrix Weights;
+        public byte* Activations;
+        public long ActivationRowBytes;
+        public int Batch;
+        public float* Output;
+        public bool Blocked;
+        public int RowsPerChunk;
+        public int BatchTile;
+
+        public ProductJob(MatMul owner) => _owner = owner;
+
+        public void Execute(int start, int end, int threadIndex)
+        {
+            int rows = Weights.Rows;
+            for (int chunk = start; chunk < end; chunk++)
+            {
+                int r0 = chunk * RowsPerChunk;
+                int r1 = Math.Min(rows, r0 + RowsPerChunk);
+                switch (Weights.Type)
+                {
+                    case GgmlType.Q8_0: Quantized<Q8Weights>(r0, r1); break;
+                    case GgmlType.Q4_0: Quantized<Q4Weights>(r0, r1); break;
+                    case GgmlType.F32: Float(r0, r1, threadIndex); break;
+                    case GgmlType.F16: Float(r0, r1, threadIndex); break;
+                    case GgmlType.BF16: Float(r0, r1, threadIndex); break;
+                }
+            }
+        }
+
+        private void Quantized<TW>(int r0, int r1) where TW : struct, IQ8Weights
+        {
+            int blocks = Weights.Cols / Q8_0Format.BlockSize;
+            nint wStride = (nint)Weights.RowBytes, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
+            byte* w = Weights.Data;
+            byte* a = Activations;
+            float* y = Output;
+            if (!CpuFeatures.Avx2Fma)
+            {
+                for (int b = 0; b < Batch; b++)
+                    for (int r = r0; r < r1; r++)
+                        y[b * rows + r] = QuantDot.Dot1<TW>(w + r * wStride, a + b * aStride, blocks);
+                return;
+            }
+            if (Batch == 1)
+            {
+                int r = r0;
+                for (; r + 4 <= r1; r += 4) QuantDot.Rows4Avx2<TW>(w + r * wStride, wStride, a, blocks, y + r);
+                for (; r < r1; r++) y[r] = QuantDot.Dot1<TW>(w + r * wStride, a, blocks);
+                return;
+            }
+            for (int b0 = 0; b0 < Batch; b0 += BatchTile)
+            {
+                int b1 = Math.Min(Batch, b0 + BatchTile);
+                int r = r0;
+                for (; r + 2 <= r1; r += 2)
+                {
+                    byte* wr = w + r * wStride;
+                    int b = b0;
+                    for (; b + 2 <= b1; b += 2)
+                        QuantDot.Tile2x2Avx2<TW>(wr, wStride, a + b * aStride, aStride, blocks, y + b * rows + r, rows);
+                    if (b < b1)
+                    {
+                        y[b * rows + r] = QuantDot.Dot1<TW>(wr, a + b * aStride, blocks);
+                        y[b * rows + r + 1] = QuantDot.Dot1<TW>(wr + wStride, a + b * aStride, blocks);
+                    }
+                }
+                if (r < r1)
+                {
+                    byte* wr = w + r * wStride;
+                    int b = b0;
+                    for (; b + 2 <= b1; b += 2)
+                        QuantDot.Tile1x2Avx2<TW>(wr, a + b * aStride, aStride, blocks, y + b * rows + r, rows);
+                    if (b < b1) y[b * rows + r] = QuantDot.Dot1<TW>(wr, a + b * aStride, blocks);
+                }
+            }
+        }
+
+        private void Float(int r0, int r1, int threadIndex)
+        {
+            int cols = Weights.Cols;
+            nint rows = Weights.Rows;
+            float* y = Output;
+            float* a = (float*)Activations;
+            GgmlType t = Weights.Type;
+            if (!Blocked)
+            {
+                for (int b = 0; b < Batch; b++)
+                {
+                    float* ab = a + (nint)b * cols;
+                    for (int r = r0; r < r1; r++)
+                    {
+                        byte* wr = Weights.Row(r);
+                        y[b * rows + r] = t switch
+                        {
+                            GgmlType.F32 => FloatDot.F32((float*)wr, ab, cols),
+                            GgmlType.F16 => FloatDot.F16((ushort*)wr, ab, cols),
+                            _ => FloatDot.BF16((ushort*)wr, ab, cols),
+                        };
+                    }
+                }
+                return;
+            }
+
+            // Blocked order. F16/BF16 rows are widened (exactly) into this thread's scratch first,
+            // once per chunk, then everything runs on floats.
+            float* wf;
+            nint wStride = cols;
+            if (t == GgmlType.F32) wf = (float*)Weights.Row(r0);
+            else
+            {
+                wf = _owner._threadScratch + threadIndex * _owner._threadScratchFloats;
+                for (int r = r0; r < r1; r++)
+                {
+                    ushort* src = (ushort*)Weights.Row(r);
+                    float* dst = wf + (nint)(r - r0) * cols;
+                    if (t == GgmlType.F16) Fp16Format.ToSingle(src, dst, cols);
+                    else Bf16Format.ToSingle(src, dst, cols);
+                }
+            }
+            if (!System.Runtime.Intrinsics.X86.Fma.IsSupported)
+            {
+                for (int b = 0; b < Batch; b++)
+                    for (int r = r0; r < r1; r++)
+                        y[b * rows + r] = FloatDot.F32Blocked(wf + (nint)(r - r0) * wStride, a + (nint)b * cols, cols);
+                return;
+            }
+            for (int b0 = 0; b0 < Batch; b0 += BatchTile)
+            {
+                int b1 = Math.Min(Batch, b0 + BatchTile);
+                for (int r = r0; r < r1; r += 4) // the blocked path only runs when rows % 4 == 0
+                {
+                    float* wr = wf + (nint)(r - r0) * wStride;
+                    int b = b0;
+                    for (; b + 2 <= b1; b += 2)
+                        FloatDot.BlockedTile4x2(wr, wStride, a + (nint)b * cols, cols, cols, y + b * rows + r, rows);
+                    if (b < b1)
+                        FloatDot.BlockedTile4x1(wr, wStride, a + (nint)b * cols, cols, y + b * rows + r);
+                }
+            }
+        }
+    }
+}
