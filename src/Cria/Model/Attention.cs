@@ -1,33 +1,46 @@
-using System.Numerics;
+using Cria.Numerics.Kernels;
 using Cria.Numerics.Threading;
 
 namespace Cria.Model;
 
 /// <summary>
 /// Causal multi-head attention of a batch of query tokens over the KV cache, one (token, head)
-/// pair per work item. With grouped-query attention, query head h reads KV head h / groupSize.
-/// Mirrors llama.cpp's arithmetic: scores q·k scaled by 1/sqrt(headSize), softmax accumulated in
-/// double, then the weighted sum of values. With an F16 cache llama.cpp multiplies in half
-/// precision: the query is rounded to F16 before q·k, and the softmax weights before the value
-/// sum; this class does the same so both engines agree.
+/// pair per work item; with grouped-query attention, query head h reads KV head h / groupSize.
+/// <para>
+/// The arithmetic follows llama.cpp's (non-flash) attention graph step by step, so that both
+/// engines produce the same bits: scores = K·q, then softmax(scale · scores + causal mask) over
+/// the KV length padded to a multiple of 32, then out = Vᵀ·p with V stored transposed. With an F16
+/// cache ggml multiplies in half precision — the query is rounded to F16 before K·q and the
+/// softmax weights before Vᵀ·p — and a product over two or more tokens goes through the
+/// llamafile (tinyBLAS) kernels, whose summation order differs from the single-token dot.
+/// </para>
 /// </summary>
 internal sealed unsafe class Attention : IParallelJob
 {
+    /// <summary>llama.cpp pads the number of KV cells it attends over to a multiple of this.</summary>
+    public const int KvPadding = 32;
+
     private readonly LlamaConfig _c;
-    private readonly float[] _scores; // [threads, contextSize]
+    private readonly float[] _scratch; // per thread: scores [ctx], half-rounded weights [ctx], query [headSize]
     private readonly int _contextSize;
+    private readonly int _perThread;
 
     // Per-call state (set by Run, read by Execute on the worker threads).
     private float* _q, _out;
     private KvCache? _cache;
-    private int _layer, _firstPosition, _batch;
+    private int _layer, _firstPosition, _batch, _kvLength;
 
     public Attention(LlamaConfig config, int contextSize, int threads)
     {
         _c = config;
         _contextSize = contextSize;
-        _scores = GC.AllocateArray<float>(contextSize * Math.Max(1, threads), pinned: true);
+        _perThread = 2 * contextSize + config.HeadSize;
+        _scratch = GC.AllocateArray<float>(_perThread * Math.Max(1, threads), pinned: true);
     }
+
+    /// <summary>Number of cache cells llama.cpp attends over when the cache holds <paramref name="used"/>.</summary>
+    public static int PaddedLength(int used, int contextSize) =>
+        Math.Min(contextSize, Math.Max(KvPadding, (used + KvPadding - 1) / KvPadding * KvPadding));
 
     /// <param name="q">[batch, heads * headSize] queries, already rotated.</param>
     /// <param name="output">[batch, heads * headSize] attention output.</param>
@@ -35,103 +48,74 @@ internal sealed unsafe class Attention : IParallelJob
     public void Run(WorkerPool pool, KvCache cache, int layer, float* q, float* output, int batch, int firstPosition)
     {
         _q = q; _out = output; _cache = cache; _layer = layer; _firstPosition = firstPosition; _batch = batch;
+        _kvLength = PaddedLength(firstPosition + batch, cache.ContextSize);
         pool.Run(this, batch * _c.HeadCount);
         _cache = null;
     }
 
     public void Execute(int start, int end, int threadIndex)
     {
-        int hs = _c.HeadSize, heads = _c.HeadCount, kvDim = _c.KvDimension;
+        int hs = _c.HeadSize, heads = _c.HeadCount, kvDim = _c.KvDimension, ctx = _contextSize, nKv = _kvLength;
         float scale = 1.0f / MathF.Sqrt(hs);
-        float* scores = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _scores[threadIndex * _contextSize]);
-        bool f16 = _cache!.Type == KvCacheType.F16;
-        Span<float> qRounded = stackalloc float[hs];
-        Span<float> acc = stackalloc float[hs];
+        float* scores = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _scratch[threadIndex * _perThread]);
+        float* weights = scores + ctx;
+        float* query = weights + ctx;
+        var cache = _cache!;
+        bool f16 = cache.Type == KvCacheType.F16;
+        // ggml hands products with two or more activation columns to tinyBLAS (needs k % 8 == 0).
+        bool batched = _batch >= 2;
+        bool blockedKq = batched && f16 && hs % 8 == 0; // an F32 query is a non-contiguous view: plain vec_dot
+        bool blockedV = batched && nKv % 8 == 0;
+
         for (int item = start; item < end; item++)
         {
             int b = item / heads, h = item % heads;
             int kvHead = h / _c.GroupSize;
-            int n = _firstPosition + b + 1; // causal: positions 0..pos inclusive
+            int visible = _firstPosition + b + 1;
             float* q = _q + (long)b * heads * hs + h * hs;
             float* o = _out + (long)b * heads * hs + h * hs;
 
-            // scores[t] = scale * q·k_t
+            // scores[t] = k_t · q
             if (f16)
             {
-                for (int d = 0; d < hs; d++) qRounded[d] = (float)(Half)q[d];
-                Half* keys = _cache.Keys16(_layer) + kvHead * hs;
-                for (int t = 0; t < n; t++)
+                for (int d = 0; d < hs; d++) query[d] = (float)(Half)q[d];
+                ushort* keys = (ushort*)cache.Keys16(_layer) + kvHead * hs;
+                for (int t = 0; t < visible; t++)
+                    scores[t] = blockedKq ? FloatDot.F16Blocked(keys + (long)t * kvDim, query, hs)
+                                          : FloatDot.F16(keys + (long)t * kvDim, query, hs);
+            }
+            else
+            {
+                float* keys = cache.Keys32(_layer) + kvHead * hs;
+                for (int t = 0; t < visible; t++) scores[t] = FloatDot.F32(keys + (long)t * kvDim, q, hs);
+            }
+
+            // p = softmax(scale · scores + mask); masked cells (t >= visible) get exactly 0.
+            for (int t = 0; t < visible; t++) scores[t] *= scale;
+            VectorOps.Softmax(new Span<float>(scores, visible), paddedRow: true);
+
+            // o[d] = Σ_t p_t V[d, t] over all nKv cells (the masked ones contribute 0).
+            if (f16)
+            {
+                for (int t = 0; t < visible; t++) weights[t] = (float)(Half)scores[t];
+                for (int t = visible; t < nKv; t++) weights[t] = 0f;
+                ushort* vt = (ushort*)cache.Values16(_layer);
+                for (int d = 0; d < hs; d++)
                 {
-                    Half* k = keys + (long)t * kvDim;
-                    float s = 0;
-                    for (int d = 0; d < hs; d++) s += qRounded[d] * (float)k[d];
-                    scores[t] = s * scale;
+                    ushort* row = vt + (long)(kvHead * hs + d) * ctx;
+                    o[d] = blockedV ? FloatDot.F16Blocked(row, weights, nKv) : FloatDot.F16(row, weights, nKv);
                 }
             }
             else
             {
-                float* keys = _cache.Keys32(_layer) + kvHead * hs;
-                for (int t = 0; t < n; t++)
-                    scores[t] = Dot(q, keys + (long)t * kvDim, hs) * scale;
-            }
-
-            // softmax over the visible positions
-            float max = float.NegativeInfinity;
-            for (int t = 0; t < n; t++) max = MathF.Max(max, scores[t]);
-            double sum = 0;
-            for (int t = 0; t < n; t++)
-            {
-                float e = MathF.Exp(scores[t] - max);
-                scores[t] = e;
-                sum += e;
-            }
-            float inv = (float)(1.0 / sum);
-            for (int t = 0; t < n; t++) scores[t] *= inv;
-
-            // o = Σ_t p_t v_t
-            acc.Clear();
-            if (f16)
-            {
-                Half* values = _cache.Values16(_layer) + kvHead * hs;
-                for (int t = 0; t < n; t++)
+                for (int t = visible; t < nKv; t++) scores[t] = 0f;
+                float* vt = cache.Values32(_layer);
+                for (int d = 0; d < hs; d++)
                 {
-                    float p = (float)(Half)scores[t];
-                    Half* v = values + (long)t * kvDim;
-                    for (int d = 0; d < hs; d++) acc[d] += p * (float)v[d];
+                    float* row = vt + (long)(kvHead * hs + d) * ctx;
+                    o[d] = blockedV ? FloatDot.F32Blocked(row, scores, nKv) : FloatDot.F32(row, scores, nKv);
                 }
             }
-            else
-            {
-                float* values = _cache.Values32(_layer) + kvHead * hs;
-                for (int t = 0; t < n; t++)
-                {
-                    float p = scores[t];
-                    float* v = values + (long)t * kvDim;
-                    Axpy(p, v, acc, hs);
-                }
-            }
-            for (int d = 0; d < hs; d++) o[d] = acc[d];
         }
-    }
-
-    private static float Dot(float* a, float* b, int n)
-    {
-        int i = 0;
-        float s = 0;
-        if (Vector.IsHardwareAccelerated && n >= Vector<float>.Count)
-        {
-            var vs = Vector<float>.Zero;
-            for (; i <= n - Vector<float>.Count; i += Vector<float>.Count)
-                vs += System.Runtime.CompilerServices.Unsafe.ReadUnaligned<Vector<float>>(a + i) *
-                      System.Runtime.CompilerServices.Unsafe.ReadUnaligned<Vector<float>>(b + i);
-            s = Vector.Sum(vs);
-        }
-        for (; i < n; i++) s += a[i] * b[i];
-        return s;
-    }
-
-    private static void Axpy(float p, float* v, Span<float> acc, int n)
-    {
-        for (int d = 0; d < n; d++) acc[d] += p * v[d];
     }
 }

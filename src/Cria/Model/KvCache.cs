@@ -9,7 +9,8 @@ public enum KvCacheType
 
 /// <summary>
 /// Keys and values of every layer for every position processed so far. One pinned buffer per
-/// layer and per K/V, laid out position-major: position p of layer l starts at p * KvDimension.
+/// layer and per K/V. Keys are position-major (position p starts at p * KvDimension); values are
+/// transposed (dimension j starts at j * ContextSize), as llama.cpp lays them out.
 /// In F16 mode entries are stored as IEEE half (as llama.cpp's default cache), which rounds them.
 /// </summary>
 public sealed unsafe class KvCache

@@ -166,7 +166,7 @@ public sealed unsafe class LlamaContext : IDisposable
                 RmsNormRows(x, blk.FeedForwardNorm, xn, n, d);
                 _matmul.Multiply(blk.Gate, xn, n, gate);
                 _matmul.Multiply(blk.Up, xn, n, up);
-                VectorOps.SiluMul(new ReadOnlySpan<float>(gate, n * ff), new ReadOnlySpan<float>(up, n * ff), new Span<float>(gate, n * ff));
+                VectorOps.SiluMul(new ReadOnlySpan<float>(gate, n * ff), new ReadOnlySpan<float>(up, n * ff), new Span<float>(gate, n * ff), rowLength: ff);
                 _matmul.Multiply(blk.Down, gate, n, proj);
                 VectorOps.Add(new ReadOnlySpan<float>(proj, n * d), new Span<float>(x, n * d));
             }
@@ -187,22 +187,29 @@ public sealed unsafe class LlamaContext : IDisposable
             VectorOps.RmsNorm(new ReadOnlySpan<float>(x + (long)r * width, width), weight, _c.RmsEpsilon, new Span<float>(dst + (long)r * width, width));
     }
 
+    /// <summary>
+    /// Writes the batch's keys (position-major) and values (transposed: one row per value
+    /// dimension, positions along it, as llama.cpp stores V for its non-flash attention).
+    /// </summary>
     private void StoreKeysAndValues(int layer, float* k, float* v, int n, int pos0)
     {
-        int kvd = _c.KvDimension;
+        int kvd = _c.KvDimension, ctx = ContextSize;
         if (Cache.Type == KvCacheType.F32)
         {
             Buffer.MemoryCopy(k, Cache.Keys32(layer) + (long)pos0 * kvd, (long)n * kvd * 4, (long)n * kvd * 4);
-            Buffer.MemoryCopy(v, Cache.Values32(layer) + (long)pos0 * kvd, (long)n * kvd * 4, (long)n * kvd * 4);
+            float* vt = Cache.Values32(layer);
+            for (int b = 0; b < n; b++)
+                for (int j = 0; j < kvd; j++)
+                    vt[(long)j * ctx + pos0 + b] = v[(long)b * kvd + j];
         }
         else
         {
-            Half* kc = Cache.Keys16(layer) + (long)pos0 * kvd, vc = Cache.Values16(layer) + (long)pos0 * kvd;
-            for (long i = 0; i < (long)n * kvd; i++)
-            {
-                kc[i] = (Half)k[i];
-                vc[i] = (Half)v[i];
-            }
+            Half* kc = Cache.Keys16(layer) + (long)pos0 * kvd;
+            for (long i = 0; i < (long)n * kvd; i++) kc[i] = (Half)k[i];
+            Half* vt = Cache.Values16(layer);
+            for (int b = 0; b < n; b++)
+                for (int j = 0; j < kvd; j++)
+                    vt[(long)j * ctx + pos0 + b] = (Half)v[(long)b * kvd + j];
         }
     }
 

@@ -196,6 +196,19 @@ public unsafe class KernelTests
                 Assert.True(Same(f16, FloatDot.F16(ph, py, n)));
                 float bf16 = FloatDot.BF16Scalar(pb, py, n);
                 Assert.True(Same(bf16, FloatDot.BF16(pb, py, n)));
+                if (n % 8 == 0)
+                {
+                    // blocked order: same as the F32 blocked dot of the widened weights
+                    var hw = h.Select(Fp16Format.ToSingle).ToArray();
+                    var bw = b.Select(Bf16Format.ToSingle).ToArray();
+                    fixed (float* phw = hw)
+                    fixed (float* pbw = bw)
+                    {
+                        Assert.True(Same(FloatDot.F32BlockedScalar(phw, py, n), FloatDot.F16Blocked(ph, py, n)));
+                        Assert.True(Same(FloatDot.F32BlockedScalar(phw, py, n), FloatDot.F16BlockedScalar(ph, py, n)));
+                        Assert.True(Same(FloatDot.F32BlockedScalar(pbw, py, n), FloatDot.BF16Blocked(pb, py, n)));
+                    }
+                }
                 double r16 = Float64Dot(h.Select(Fp16Format.ToSingle).ToArray(), y, out double abs16);
                 double rb = Float64Dot(b.Select(Bf16Format.ToSingle).ToArray(), y, out double absb);
                 Assert.True(Math.Abs(f16 - r16) <= 1e-5 * abs16 + 1e-30);

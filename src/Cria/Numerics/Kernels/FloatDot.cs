@@ -193,6 +193,49 @@ public static unsafe class FloatDot
         return F32BlockedScalar(x, y, n);
     }
 
+    /// <summary>
+    /// F16 weights · float activations in tinyBLAS order (ggml's product for two or more activation
+    /// rows, e.g. llama.cpp's K·Q with an F16 cache during prompt processing); n % 8 == 0.
+    /// </summary>
+    public static float F16Blocked(ushort* w, float* y, int n)
+    {
+        if ((n & 7) != 0) throw new ArgumentException("length must be a multiple of 8", nameof(n));
+        if (CpuFeatures.Avx2Fma)
+        {
+            Vector256<float> acc = default;
+            Vector256<uint> mag = default;
+            for (int i = 0; i < n; i += 8) acc = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i, ref mag), Avx.LoadVector256(y + i), acc);
+            if (!Fp16Format.SawSpecial(mag)) return QuantDot.HorizontalSum(acc);
+        }
+        return F16BlockedScalar(w, y, n);
+    }
+
+    internal static float F16BlockedScalar(ushort* w, float* y, int n)
+    {
+        float* l = stackalloc float[8];
+        for (int k = 0; k < 8; k++) l[k] = 0;
+        for (int i = 0; i < n; i += 8)
+            for (int k = 0; k < 8; k++) l[k] = MathF.FusedMultiplyAdd(Fp16Format.ToSingle(w[i + k]), y[i + k], l[k]);
+        return QuantDot.HorizontalSum(l);
+    }
+
+    /// <summary>BF16 weights · float activations in tinyBLAS order; n % 8 == 0.</summary>
+    public static float BF16Blocked(ushort* w, float* y, int n)
+    {
+        if ((n & 7) != 0) throw new ArgumentException("length must be a multiple of 8", nameof(n));
+        if (CpuFeatures.Avx2Fma)
+        {
+            Vector256<float> acc = default;
+            for (int i = 0; i < n; i += 8) acc = Fma.MultiplyAdd(Bf16Format.ToSingle8(w + i), Avx.LoadVector256(y + i), acc);
+            return QuantDot.HorizontalSum(acc);
+        }
+        float* l = stackalloc float[8];
+        for (int k = 0; k < 8; k++) l[k] = 0;
+        for (int i = 0; i < n; i += 8)
+            for (int k = 0; k < 8; k++) l[k] = MathF.FusedMultiplyAdd(Bf16Format.ToSingle(w[i + k]), y[i + k], l[k]);
+        return QuantDot.HorizontalSum(l);
+    }
+
     internal static float F32BlockedScalar(float* x, float* y, int n)
     {
         float* l = stackalloc float[8];
