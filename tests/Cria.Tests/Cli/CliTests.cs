@@ -123,6 +123,19 @@ public class CliTests
         Assert.Contains("tokenizer.ggml.model", r.Stdout);
     }
 
+    [SkippableFact]
+    public void BenchJsonReportsPromptAndGenerationSpeed()
+    {
+        var r = CliRunner.Run("bench", "-m", Stories(), "-p", "16", "-n", "8", "-r", "2", "-t", "1", "--json");
+        Assert.Equal(0, r.ExitCode);
+        using var doc = JsonDocument.Parse(r.StdoutBytes);
+        Assert.True(doc.RootElement.GetProperty("pp").GetDouble() > 0);
+        Assert.True(doc.RootElement.GetProperty("tg").GetDouble() > 0);
+        Assert.Equal(16, doc.RootElement.GetProperty("n_prompt").GetInt32());
+        Assert.False(string.IsNullOrEmpty(doc.RootElement.GetProperty("kernel_path").GetString()));
+        AssertOneLineError(CliRunner.Run("bench", "-m", Stories(), "-p", "0", "-n", "0"), "nothing to measure");
+    }
+
     [Fact]
     public void MissingModelFileIsOneClearError() =>
         AssertOneLineError(CliRunner.Run("run", "-m", "/no/such/model.gguf", "-p", "x"), "not found");
