@@ -90,9 +90,13 @@ public class GgmlTypeTests
     }
 
     [Fact]
-    public void CanCompute_IsTheFiveSupportedTypes()
+    public void CanCompute_IsTheSupportedTypes()
     {
         var computable = Enum.GetValues<GgmlType>().Where(GgmlTypeInfo.CanCompute).ToHashSet();
-        Assert.Equal(new HashSet<GgmlType> { GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0 }, computable);
+        Assert.Equal(new HashSet<GgmlType>
+        {
+            GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0,
+            GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+        }, computable);
     }
 }

@@ -17,8 +17,10 @@ namespace Cria.Tests.Numerics;
 /// applied to the activations prepared as ggml prepares them. This pins tiling, threading and
 /// chunking to "no effect on the bits".</item>
 /// <item>A float64 reference built from the dequantized weights and the <i>prepared</i> activations
-/// (Q8_0-quantized and decoded, or rounded to F16/BF16), so only float accumulation error remains:
-/// tolerance 1e-4 · Σ|w·x|, above the worst-case bound n·2⁻²⁴ ≈ 3.1e-5 for n ≤ 512 terms.</item>
+/// (quantized to the type's activation format and decoded, or rounded to F16/BF16), so only float
+/// accumulation error remains: tolerance 1e-4 · Σ|w·x|, above the worst-case bound n·2⁻²⁴ ≈ 3.1e-5
+/// for n ≤ 512 terms. For Q4_1/Q5_1 the kernel multiplies each block offset m by the Q8_1 block
+/// sum s, which is stored as a half (d·Σq rounded), so the reference uses that stored s too.</item>
 /// </list>
 /// </summary>
 public unsafe class MatMulTests
@@ -38,6 +40,18 @@ public unsafe class MatMulTests
                 d.Add(t, 64, 172); // row length not a multiple of 8 (ggml's ffn_down of stories260K)
                 d.Add(t, 12, 5);
             }
+        }
+        foreach (var t in new[] { GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1 })
+        {
+            d.Add(t, 64, 96);
+            d.Add(t, 6, 64);
+            d.Add(t, 1, 32);
+        }
+        foreach (var t in new[] { GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K })
+        {
+            d.Add(t, 64, 256);
+            d.Add(t, 6, 512);
+            d.Add(t, 1, 256);
         }
         return d;
     }
@@ -69,6 +83,15 @@ public unsafe class MatMulTests
                 case GgmlType.BF16: Bf16Format.Quantize(src, dst); break;
                 case GgmlType.Q8_0: Q8_0Format.Quantize(src, dst); break;
                 case GgmlType.Q4_0: Q4_0Format.Quantize(src, dst); break;
+                case GgmlType.Q4_1: Q4_1Format.Quantize(src, dst); break;
+                case GgmlType.Q5_0: Q5_0Format.Quantize(src, dst); break;
+                case GgmlType.Q5_1: Q5_1Format.Quantize(src, dst); break;
+                case GgmlType.Q2_K: Q2_KFormat.Quantize(src, dst); break;
+                case GgmlType.Q3_K: Q3_KFormat.Quantize(src, dst); break;
+                case GgmlType.Q4_K: Q4_KFormat.Quantize(src, dst); break;
+                case GgmlType.Q5_K: Q5_KFormat.Quantize(src, dst); break;
+                case GgmlType.Q6_K: Q6_KFormat.Quantize(src, dst); break;
+                default: throw new ArgumentException(type.ToString());
             }
         }
         m.W = new WeightMatrix(type, m.Data, rows, cols);
@@ -77,17 +100,36 @@ public unsafe class MatMulTests
         return m;
     }
 
-    /// <summary>Activations as ggml multiplies with them: Q8_0 bytes (for quantized weights) or rounded floats.</summary>
+    /// <summary>The activation format ggml multiplies <paramref name="type"/> weights with: (block size, block bytes), or (0, 0) for float types.</summary>
+    private static (int size, int bytes) ActivationBlock(GgmlType type) => type switch
+    {
+        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 => (32, 34),
+        GgmlType.Q4_1 or GgmlType.Q5_1 => (32, 36),
+        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => (256, 292),
+        _ => (0, 0),
+    };
+
+    /// <summary>Activations as ggml multiplies with them: quantized bytes (for quantized weights) or rounded floats.</summary>
     private static (byte[] q8, float[] values) Prepare(GgmlType type, float[] x, int batch, int cols)
     {
         var values = new float[x.Length];
         byte[] q8 = Array.Empty<byte>();
-        if (type is GgmlType.Q8_0 or GgmlType.Q4_0)
+        var (bs, bb) = ActivationBlock(type);
+        if (bs != 0)
         {
-            q8 = new byte[batch * (cols / 32) * 34];
+            int rowBytes = cols / bs * bb;
+            q8 = new byte[batch * rowBytes];
             for (int b = 0; b < batch; b++)
-                Q8_0Format.QuantizeActivations(x.AsSpan(b * cols, cols), q8.AsSpan(b * (cols / 32) * 34));
-            Q8_0Format.Dequantize(q8, values);
+            {
+                var src = x.AsSpan(b * cols, cols);
+                var dst = q8.AsSpan(b * rowBytes, rowBytes);
+                if (bb == 34) Q8_0Format.QuantizeActivations(src, dst);
+                else if (bb == 36) Q8_1Format.QuantizeActivations(src, dst);
+                else Q8_KFormat.Quantize(src, dst);
+            }
+            if (bb == 34) Q8_0Format.Dequantize(q8, values);
+            else if (bb == 36) Q8_1Format.Dequantize(q8, values);
+            else Q8_KFormat.Dequantize(q8, values);
         }
         else
         {
@@ -103,12 +145,26 @@ public unsafe class MatMulTests
         var w = m.W;
         int cols = w.Cols;
         byte* row = w.Row(r);
-        if (w.Type is GgmlType.Q8_0 or GgmlType.Q4_0)
+        var (bs, bb) = ActivationBlock(w.Type);
+        if (bs != 0)
         {
             fixed (byte* a = act.q8)
             {
-                byte* ab = a + b * (cols / 32) * 34;
-                return w.Type == GgmlType.Q8_0 ? QuantDot.Q8_0Q8_0Scalar(row, ab, cols / 32) : QuantDot.Q4_0Q8_0Scalar(row, ab, cols / 32);
+                int blocks = cols / bs;
+                byte* ab = a + b * blocks * bb;
+                return w.Type switch
+                {
+                    GgmlType.Q8_0 => QuantDot.Q8_0Q8_0Scalar(row, ab, blocks),
+                    GgmlType.Q4_0 => QuantDot.Q4_0Q8_0Scalar(row, ab, blocks),
+                    GgmlType.Q5_0 => QuantDot.Dot1Scalar<Q5Weights>(row, ab, blocks),
+                    GgmlType.Q4_1 => LegacyDot.Q4_1Q8_1Scalar(row, ab, blocks),
+                    GgmlType.Q5_1 => LegacyDot.Q5_1Q8_1Scalar(row, ab, blocks),
+                    GgmlType.Q2_K => KQuantDot.Q2_KQ8_KScalar(row, ab, blocks),
+                    GgmlType.Q3_K => KQuantDot.Q3_KQ8_KScalar(row, ab, blocks),
+                    GgmlType.Q4_K => KQuantDot.Q4_KQ8_KScalar(row, ab, blocks),
+                    GgmlType.Q5_K => KQuantDot.Q5_KQ8_KScalar(row, ab, blocks),
+                    _ => KQuantDot.Q6_KQ8_KScalar(row, ab, blocks),
+                };
             }
         }
         bool blocked = batch >= 2 && cols % 8 == 0 && w.Rows % 4 == 0;
@@ -160,6 +216,7 @@ public unsafe class MatMulTests
                             double p = (double)m.Dequantized[r * cols + c] * act.values[b * cols + c];
                             dot += p; abs += Math.Abs(p);
                         }
+                        dot += StoredSumCorrection(m, act.q8, r, b);
                         Assert.True(Math.Abs(got - dot) <= 1e-4 * abs + 1e-30, $"{type} [b{b}, r{r}]: {got} vs {dot}");
                     }
                 }
@@ -167,12 +224,35 @@ public unsafe class MatMulTests
         }
     }
 
+    /// <summary>
+    /// For Q4_1/Q5_1: Σ over blocks of m_w · (s_a - d_a·Σq_a), the part of the kernel's offset term
+    /// that comes from the Q8_1 block sum being stored as a half. Zero for other types.
+    /// </summary>
+    private static double StoredSumCorrection(Matrix m, byte[] q8, int r, int b)
+    {
+        if (m.W.Type is not (GgmlType.Q4_1 or GgmlType.Q5_1)) return 0;
+        int blocks = m.W.Cols / 32;
+        double corr = 0;
+        byte* row = m.W.Row(r);
+        for (int i = 0; i < blocks; i++)
+        {
+            int ab = (b * blocks + i) * 36;
+            double da = Fp16Format.ToSingle(BitConverter.ToUInt16(q8, ab));
+            double s = Fp16Format.ToSingle(BitConverter.ToUInt16(q8, ab + 2));
+            double sum = 0;
+            for (int j = 0; j < 32; j++) sum += (sbyte)q8[ab + 4 + j];
+            double mw = Fp16Format.ToSingle(*(ushort*)(row + i * m.W.RowBytes / blocks + 2));
+            corr += mw * (s - da * sum);
+        }
+        return corr;
+    }
+
     [Fact]
     public void Multiply_LargeBatch_SameBitsForAnyThreadCount()
     {
         // Exercises the batch tiles, the parallel activation preparation and chunk boundaries.
         var rng = new Random(42);
-        foreach (var type in new[] { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.F16, GgmlType.F32, GgmlType.BF16 })
+        foreach (var type in new[] { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.F16, GgmlType.F32, GgmlType.BF16, GgmlType.Q5_0, GgmlType.Q4_1, GgmlType.Q4_K, GgmlType.Q6_K })
         {
             using var m = RandomMatrix(type, 200, 1024, rng);
             int batch = 67;
@@ -232,13 +312,22 @@ public unsafe class MatMulTests
     [InlineData(GgmlType.BF16)]
     [InlineData(GgmlType.Q8_0)]
     [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_1)]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q5_1)]
+    [InlineData(GgmlType.Q2_K)]
+    [InlineData(GgmlType.Q3_K)]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.Q6_K)]
     public void GetRow_DecodesOneRowExactly(GgmlType type)
     {
         var rng = new Random(9);
-        using var m = RandomMatrix(type, 5, 64, rng);
-        var row = new float[64];
+        int n = GgmlTypeInfo.BlockSize(type) == 256 ? 256 : 64;
+        using var m = RandomMatrix(type, 5, n, rng);
+        var row = new float[n];
         MatMul.GetRow(m.W, 3, row);
-        var expected = new float[64];
+        var expected = new float[n];
         var bytes = new ReadOnlySpan<byte>(m.W.Row(3), (int)m.W.RowBytes);
         switch (type)
         {
@@ -247,10 +336,18 @@ public unsafe class MatMulTests
             case GgmlType.BF16: Bf16Format.Dequantize(bytes, expected); break;
             case GgmlType.Q8_0: Q8_0Format.Dequantize(bytes, expected); break;
             case GgmlType.Q4_0: Q4_0Format.Dequantize(bytes, expected); break;
+            case GgmlType.Q4_1: Q4_1Format.Dequantize(bytes, expected); break;
+            case GgmlType.Q5_0: Q5_0Format.Dequantize(bytes, expected); break;
+            case GgmlType.Q5_1: Q5_1Format.Dequantize(bytes, expected); break;
+            case GgmlType.Q2_K: Q2_KFormat.Dequantize(bytes, expected); break;
+            case GgmlType.Q3_K: Q3_KFormat.Dequantize(bytes, expected); break;
+            case GgmlType.Q4_K: Q4_KFormat.Dequantize(bytes, expected); break;
+            case GgmlType.Q5_K: Q5_KFormat.Dequantize(bytes, expected); break;
+            case GgmlType.Q6_K: Q6_KFormat.Dequantize(bytes, expected); break;
         }
         Assert.Equal(expected, row);
         Assert.Throws<ArgumentOutOfRangeException>(() => MatMul.GetRow(m.W, 5, row));
-        Assert.Throws<ArgumentException>(() => MatMul.GetRow(m.W, 0, new float[63]));
+        Assert.Throws<ArgumentException>(() => MatMul.GetRow(m.W, 0, new float[n - 1]));
     }
 
     [Fact]
@@ -268,7 +365,7 @@ public unsafe class MatMulTests
         using var pool = new WorkerPool(1);
         using var mm = new MatMul(pool);
         Assert.Same(pool, mm.Pool);
-        var k = new WeightMatrix(GgmlType.Q4_K, p, 0, 256);
+        var k = new WeightMatrix(GgmlType.IQ2_XXS, p, 0, 256);
         float* x = stackalloc float[256];
         float* y = stackalloc float[4];
         Assert.Throws<NotSupportedException>(() => mm.Multiply(k, x, 1, y));

@@ -47,8 +47,13 @@ public readonly unsafe struct WeightMatrix
 
 /// <summary>
 /// Matrix products y = W·x for the weight types the engine computes with (F32, F16, BF16, Q8_0,
-/// Q4_0), reproducing ggml's CPU results bit for bit (AVX2 build):
+/// Q4_0, Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), reproducing ggml's CPU results bit for bit (AVX2 build):
 /// <list type="bullet">
+/// <item>Q5_0 weights: as Q4_0 (Q8_0 activations, same kernel structure, see <see cref="LegacyDot"/>).</item>
+/// <item>Q4_1 / Q5_1 weights: activations quantized to Q8_1 (<see cref="Q8_1Format"/>), then ggml's
+/// vec_dot per output (<see cref="LegacyDot"/>); llamafile has no kernel for these on x86.</item>
+/// <item>Q2_K / Q3_K / Q4_K / Q5_K / Q6_K weights: activations quantized to Q8_K (<see cref="Q8_KFormat"/>), then
+/// ggml's vec_dot per output (<see cref="KQuantDot"/>); llamafile has no x86 kernel for these either.</item>
 /// <item>Q8_0 / Q4_0 weights: each activation row is first quantized to Q8_0 with ggml's runtime
 /// quantizer, then every output is the block-wise integer dot product of <see cref="QuantDot"/>
 /// (ggml's vec_dot and llamafile's tinyBLAS agree for these, so one order serves every batch).</item>
@@ -109,10 +114,20 @@ public sealed unsafe class MatMul : IDisposable
         GgmlType t = w.Type;
         byte* act;
         long actRowBytes;
-        if (t is GgmlType.Q8_0 or GgmlType.Q4_0)
+        if (t is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0)
         {
             actRowBytes = (long)cols / Q8_0Format.BlockSize * Q8_0Format.BlockBytes;
             act = Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes);
+        }
+        else if (t is GgmlType.Q4_1 or GgmlType.Q5_1)
+        {
+            actRowBytes = (long)cols / Q8_1Format.BlockSize * Q8_1Format.BlockBytes;
+            act = Prepare(PrepareKind.Q8_1, x, batch, cols, actRowBytes);
+        }
+        else if (t is GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K)
+        {
+            actRowBytes = (long)cols / Q8_KFormat.BlockSize * Q8_KFormat.BlockBytes;
+            act = Prepare(PrepareKind.Q8_K, x, batch, cols, actRowBytes);
         }
         else if (t is GgmlType.F16 or GgmlType.BF16)
         {
@@ -168,6 +183,14 @@ public sealed unsafe class MatMul : IDisposable
                 case GgmlType.BF16: Bf16Format.ToSingle((ushort*)src, d, n); break;
                 case GgmlType.Q8_0: Q8_0Format.Dequantize(src, d, n / Q8_0Format.BlockSize); break;
                 case GgmlType.Q4_0: Q4_0Format.Dequantize(src, d, n / Q4_0Format.BlockSize); break;
+                case GgmlType.Q4_1: Q4_1Format.Dequantize(src, d, n / Q4_1Format.BlockSize); break;
+                case GgmlType.Q5_0: Q5_0Format.Dequantize(src, d, n / Q5_0Format.BlockSize); break;
+                case GgmlType.Q5_1: Q5_1Format.Dequantize(src, d, n / Q5_1Format.BlockSize); break;
+                case GgmlType.Q2_K: Q2_KFormat.Dequantize(src, d, n / Q2_KFormat.BlockSize); break;
+                case GgmlType.Q3_K: Q3_KFormat.Dequantize(src, d, n / Q3_KFormat.BlockSize); break;
+                case GgmlType.Q4_K: Q4_KFormat.Dequantize(src, d, n / Q4_KFormat.BlockSize); break;
+                case GgmlType.Q5_K: Q5_KFormat.Dequantize(src, d, n / Q5_KFormat.BlockSize); break;
+                case GgmlType.Q6_K: Q6_KFormat.Dequantize(src, d, n / Q6_KFormat.BlockSize); break;
                 default: throw new NotSupportedException($"reading rows of {GgmlTypeInfo.Name(w.Type)} tensors is not supported");
             }
         }
@@ -194,7 +217,7 @@ public sealed unsafe class MatMul : IDisposable
 
     // ------------------------------------------------------------------ activation preparation
 
-    private enum PrepareKind { Q8_0, RoundF16, RoundBF16 }
+    private enum PrepareKind { Q8_0, Q8_1, Q8_K, RoundF16, RoundBF16 }
 
     private byte* Prepare(PrepareKind kind, float* x, int batch, int cols, long rowBytes)
     {
@@ -231,6 +254,12 @@ public sealed unsafe class MatMul : IDisposable
                 {
                     case PrepareKind.Q8_0:
                         Q8_0Format.QuantizeActivations(src, dst, Cols / Q8_0Format.BlockSize);
+                        break;
+                    case PrepareKind.Q8_1:
+                        Q8_1Format.QuantizeActivations(src, dst, Cols / Q8_1Format.BlockSize);
+                        break;
+                    case PrepareKind.Q8_K:
+                        Q8_KFormat.Quantize(src, dst, Cols / Q8_KFormat.BlockSize);
                         break;
                     case PrepareKind.RoundF16:
                         for (int i = 0; i < Cols; i++) ((float*)dst)[i] = Fp16Format.Round(src[i]);
@@ -280,6 +309,16 @@ public sealed unsafe class MatMul : IDisposable
                 {
                     case GgmlType.Q8_0: Quantized<Q8Weights>(r0, r1); break;
                     case GgmlType.Q4_0: Quantized<Q4Weights>(r0, r1); break;
+                    case GgmlType.Q5_0: Quantized<Q5Weights>(r0, r1); break;
+                    case GgmlType.Q4_1:
+                    case GgmlType.Q5_1:
+                    case GgmlType.Q2_K:
+                    case GgmlType.Q3_K:
+                    case GgmlType.Q4_K:
+                    case GgmlType.Q5_K:
+                    case GgmlType.Q6_K:
+                        RowDots(r0, r1);
+                        break;
                     case GgmlType.F32: Float(r0, r1, threadIndex); break;
                     case GgmlType.F16: Float(r0, r1, threadIndex); break;
                     case GgmlType.BF16: Float(r0, r1, threadIndex); break;
@@ -331,6 +370,43 @@ public sealed unsafe class MatMul : IDisposable
                     for (; b + 2 <= b1; b += 2)
                         QuantDot.Tile1x2Avx2<TW>(wr, a + b * aStride, aStride, blocks, y + b * rows + r, rows);
                     if (b < b1) y[b * rows + r] = QuantDot.Dot1<TW>(wr, a + b * aStride, blocks);
+                }
+            }
+        }
+
+        /// <summary>
+        /// One dot product per output for the types without register tiles (Q4_1, Q5_1, K-quants):
+        /// the batch is walked in tiles so a chunk of weight rows stays in cache for several
+        /// activation rows.
+        /// </summary>
+        private void RowDots(int r0, int r1)
+        {
+            GgmlType t = Weights.Type;
+            int blocks = Weights.Cols / GgmlTypeInfo.BlockSize(t);
+            nint wStride = (nint)Weights.RowBytes, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
+            byte* w = Weights.Data;
+            byte* a = Activations;
+            float* y = Output;
+            for (int b0 = 0; b0 < Batch; b0 += BatchTile)
+            {
+                int b1 = Math.Min(Batch, b0 + BatchTile);
+                for (int r = r0; r < r1; r++)
+                {
+                    byte* wr = w + r * wStride;
+                    for (int b = b0; b < b1; b++)
+                    {
+                        byte* ab = a + b * aStride;
+                        y[b * rows + r] = t switch
+                        {
+                            GgmlType.Q4_1 => LegacyDot.Dot1<Q41Weights>(wr, ab, blocks),
+                            GgmlType.Q5_1 => LegacyDot.Dot1<Q51Weights>(wr, ab, blocks),
+                            GgmlType.Q2_K => KQuantDot.Q2_KQ8_K(wr, ab, blocks),
+                            GgmlType.Q3_K => KQuantDot.Q3_KQ8_K(wr, ab, blocks),
+                            GgmlType.Q4_K => KQuantDot.Q4_KQ8_K(wr, ab, blocks),
+                            GgmlType.Q5_K => KQuantDot.Q5_KQ8_K(wr, ab, blocks),
+                            _ => KQuantDot.Q6_KQ8_K(wr, ab, blocks),
+                        };
+                    }
                 }
             }
         }

@@ -121,7 +121,7 @@ public static unsafe class QuantDot
 
     // ---------------------------------------------------------------- single dot
 
-    private static float Dot1Avx2<TW>(byte* w, byte* a, int blocks) where TW : struct, IQ8Weights
+    internal static float Dot1Avx2<TW>(byte* w, byte* a, int blocks) where TW : struct, IQ8Weights
     {
         float* half = Fp16Format.Table;
         Vector256<float> acc = Vector256<float>.Zero;
@@ -135,7 +135,7 @@ public static unsafe class QuantDot
     }
 
     /// <summary>Scalar twin: the same eight lane accumulators, updated with fused multiply-adds.</summary>
-    private static float Dot1Scalar<TW>(byte* w, byte* a, int blocks) where TW : struct, IQ8Weights
+    internal static float Dot1Scalar<TW>(byte* w, byte* a, int blocks) where TW : struct, IQ8Weights
     {
         float* acc = stackalloc float[8];
         sbyte* wv = stackalloc sbyte[32];
