@@ -24,6 +24,9 @@ internal sealed unsafe class Attention : IParallelJob
     private readonly float[] _scratch; // per thread: scores [ctx], half-rounded weights [ctx], query [headSize]
     private readonly int _contextSize;
     private readonly int _perThread;
+    // Batched F16 attention: the cache rows widened to float once per layer and batch (exact), so
+    // each (token, head) pair runs plain float dots, in the same tinyBLAS order, on them.
+    private readonly float[] _keysWide, _valuesWide;
 
     // Per-call state (set by Run, read by Execute on the worker threads).
     private float* _q, _out;
@@ -36,6 +39,8 @@ internal sealed unsafe class Attention : IParallelJob
         _contextSize = contextSize;
         _perThread = 2 * contextSize + config.HeadSize;
         _scratch = GC.AllocateArray<float>(_perThread * Math.Max(1, threads), pinned: true);
+        _keysWide = GC.AllocateArray<float>(contextSize * config.KvDimension, pinned: true);
+        _valuesWide = GC.AllocateArray<float>(contextSize * config.KvDimension, pinned: true);
     }
 
     /// <summary>Number of cache cells llama.cpp attends over when the cache holds <paramref name="used"/>.</summary>
@@ -49,8 +54,21 @@ internal sealed unsafe class Attention : IParallelJob
     {
         _q = q; _out = output; _cache = cache; _layer = layer; _firstPosition = firstPosition; _batch = batch;
         _kvLength = PaddedLength(firstPosition + batch, cache.ContextSize);
+        if (batch >= 2 && cache.Type == KvCacheType.F16) WidenCache();
         pool.Run(this, batch * _c.HeadCount);
         _cache = null;
+    }
+
+    private void WidenCache()
+    {
+        int kvDim = _c.KvDimension, used = _firstPosition + _batch, nKv = _kvLength;
+        fixed (float* kw = _keysWide, vw = _valuesWide)
+        {
+            Cria.Numerics.Formats.Fp16Format.ToSingle((ushort*)_cache!.Keys16(_layer), kw, used * kvDim);
+            ushort* vt = (ushort*)_cache.Values16(_layer);
+            for (int j = 0; j < kvDim; j++)
+                Cria.Numerics.Formats.Fp16Format.ToSingle(vt + (long)j * _contextSize, vw + (long)j * nKv, nKv);
+        }
     }
 
     public void Execute(int start, int end, int threadIndex)
@@ -79,10 +97,16 @@ internal sealed unsafe class Attention : IParallelJob
             if (f16)
             {
                 for (int d = 0; d < hs; d++) query[d] = (float)(Half)q[d];
-                ushort* keys = (ushort*)cache.Keys16(_layer) + kvHead * hs;
-                for (int t = 0; t < visible; t++)
-                    scores[t] = blockedKq ? FloatDot.F16Blocked(keys + (long)t * kvDim, query, hs)
-                                          : FloatDot.F16(keys + (long)t * kvDim, query, hs);
+                if (blockedKq)
+                {
+                    float* keys = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _keysWide[0]) + kvHead * hs;
+                    for (int t = 0; t < visible; t++) scores[t] = FloatDot.F32Blocked(keys + (long)t * kvDim, query, hs);
+                }
+                else
+                {
+                    ushort* keys = (ushort*)cache.Keys16(_layer) + kvHead * hs;
+                    for (int t = 0; t < visible; t++) scores[t] = FloatDot.F16(keys + (long)t * kvDim, query, hs);
+                }
             }
             else
             {
@@ -99,11 +123,18 @@ internal sealed unsafe class Attention : IParallelJob
             {
                 for (int t = 0; t < visible; t++) weights[t] = (float)(Half)scores[t];
                 for (int t = visible; t < nKv; t++) weights[t] = 0f;
-                ushort* vt = (ushort*)cache.Values16(_layer);
-                for (int d = 0; d < hs; d++)
+                if (blockedV)
                 {
-                    ushort* row = vt + (long)(kvHead * hs + d) * ctx;
-                    o[d] = blockedV ? FloatDot.F16Blocked(row, weights, nKv) : FloatDot.F16(row, weights, nKv);
+                    // Widened rows with a compact stride of nKv (see WidenCache).
+                    float* vw = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _valuesWide[0]);
+                    for (int d = 0; d < hs; d++)
+                        o[d] = FloatDot.F32Blocked(vw + (long)(kvHead * hs + d) * nKv, weights, nKv);
+                }
+                else
+                {
+                    ushort* vt = (ushort*)cache.Values16(_layer);
+                    for (int d = 0; d < hs; d++)
+                        o[d] = FloatDot.F16(vt + (long)(kvHead * hs + d) * ctx, weights, nKv);
                 }
             }
             else
