@@ -18,6 +18,9 @@ namespace Cria.Tokenizers;
 /// dropped a leading BOS. So for generated ids alone (no BOS in front), a first token "▁Once" gives "Once",
 /// which is exactly the <c>generated_text</c> llama.cpp records with
 /// <c>llama_detokenize(generated, remove_special=false, unparse_special=false)</c>.
+/// For byte-level BPE vocabularies (Llama 3) llama_detokenize also applies its clean_spaces pass
+/// (no space before "?", "!", ".", "," and the English contractions); the stream prints the raw
+/// pieces instead, as llama-cli does token by token, so there the two can differ.
 /// </para>
 /// <para>
 /// With <c>continuation: true</c>, no space is removed: the output is the plain concatenation of

@@ -6,17 +6,16 @@ namespace Cria.Tokenizers;
 public static class TokenizerFactory
 {
     /// <summary>The tokenizer for <paramref name="vocabulary"/>'s <c>tokenizer.ggml.model</c>.</summary>
-    /// <exception cref="NotSupportedException">the tokenizer model is not implemented (yet)</exception>
+    /// <exception cref="NotSupportedException">the tokenizer model (or a "gpt2" vocabulary's pre-tokenizer) is not implemented</exception>
     public static ITokenizer Create(Vocabulary vocabulary)
     {
         ArgumentNullException.ThrowIfNull(vocabulary);
         return vocabulary.Model switch
         {
             "llama" => new SentencePieceTokenizer(vocabulary),
-            "gpt2" => throw new NotSupportedException(
-                "tokenizer model 'gpt2' (byte-level BPE, e.g. Llama 3) is not supported yet; only 'llama' (SentencePiece BPE: Llama 1/2, Code Llama) is"),
+            "gpt2" => new ByteLevelBpeTokenizer(vocabulary), // throws NotSupportedException for unimplemented pre-tokenizers
             _ => throw new NotSupportedException(
-                $"tokenizer model '{vocabulary.Model}' is not supported; only 'llama' (SentencePiece BPE: Llama 1/2, Code Llama) is"),
+                $"tokenizer model '{vocabulary.Model}' is not supported; only 'llama' (SentencePiece BPE: Llama 1/2, Code Llama) and 'gpt2' (byte-level BPE: Llama 3) are"),
         };
     }
 

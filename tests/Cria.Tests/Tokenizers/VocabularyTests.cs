@@ -203,8 +203,16 @@ public class VocabularyTests
         Assert.False(v.AddSpacePrefix);
         Assert.True(v.CleanSpaces);
         Assert.Equal(["a a"], v.Merges!);
-        var e = Assert.Throws<NotSupportedException>(() => TokenizerFactory.Create(v));
-        Assert.Contains("gpt2", e.Message);
+        Assert.IsType<ByteLevelBpeTokenizer>(TokenizerFactory.Create(v));
+        var other = Build(w =>
+        {
+            w.Set(Vocabulary.KeyModel, "gpt2");
+            w.Set(Vocabulary.KeyPre, "qwen2");
+            w.Set(Vocabulary.KeyTokens, GgufArray.Of(Tokens));
+            w.Set(Vocabulary.KeyMerges, GgufArray.Of(["a a"]));
+        });
+        var e = Assert.Throws<NotSupportedException>(() => TokenizerFactory.Create(other));
+        Assert.Contains("qwen2", e.Message);
         Assert.Throws<ArgumentException>(() => new SentencePieceTokenizer(v));
     }
 
