@@ -8,4 +8,5 @@ root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(LogitsCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(PerplexityCommand.Create());
+root.Subcommands.Add(ChatTemplateCommand.Create());
 return root.Parse(args).Invoke();
