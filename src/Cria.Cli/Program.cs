@@ -9,4 +9,6 @@ root.Subcommands.Add(LogitsCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(PerplexityCommand.Create());
 root.Subcommands.Add(ChatTemplateCommand.Create());
+root.Subcommands.Add(ConvertCommand.Create());
+root.Subcommands.Add(QuantizeCommand.Create());
 return root.Parse(args).Invoke();

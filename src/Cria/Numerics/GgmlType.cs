@@ -144,12 +144,13 @@ public static class GgmlTypeInfo
 
     /// <summary>
     /// True for the types the matrix kernels can multiply (and <c>MatMul.GetRow</c> can decode) today:
-    /// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+    /// F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS.
     /// </summary>
     public static bool CanCompute(GgmlType type) =>
         type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0
             or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1
-            or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+            or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K
+            or GgmlType.IQ4_NL or GgmlType.IQ4_XS;
 
     private static Traits Get(GgmlType type)
     {

@@ -54,6 +54,14 @@ public unsafe class ExtendedFormatReferenceTests
             (w, a, n) => KQuantDot.Q2_KQ8_K((byte*)w, (byte*)a, n), (w, a, n) => KQuantDot.Q2_KQ8_KScalar((byte*)w, (byte*)a, n)),
         ["q5_K"] = KCodec((x, y) => Q5_KFormat.Quantize(x, y), (x, y) => Q5_KFormat.Dequantize(x, y),
             (w, a, n) => KQuantDot.Q5_KQ8_K((byte*)w, (byte*)a, n), (w, a, n) => KQuantDot.Q5_KQ8_KScalar((byte*)w, (byte*)a, n)),
+        ["iq4_nl"] = new Codec
+        {
+            Quantize = (x, y) => IQ4_NLFormat.Quantize(x, y), Dequantize = (x, y) => IQ4_NLFormat.Dequantize(x, y),
+            QuantizeActivation = (x, y) => Q8_0Format.QuantizeActivations(x, y), ActivationBlockSize = 32, ActivationBlockBytes = 34,
+            Dot = (w, a, n) => IQ4Dot.IQ4_NLQ8_0((byte*)w, (byte*)a, n), DotScalar = (w, a, n) => IQ4Dot.NlVecDotScalar((byte*)w, (byte*)a, n),
+        },
+        ["iq4_xs"] = KCodec((x, y) => IQ4_XSFormat.Quantize(x, y), (x, y) => IQ4_XSFormat.Dequantize(x, y),
+            (w, a, n) => IQ4Dot.IQ4_XSQ8_K((byte*)w, (byte*)a, n), (w, a, n) => IQ4Dot.IQ4_XSQ8_KScalar((byte*)w, (byte*)a, n)),
     };
 
     private static Codec KCodec(Action<float[], byte[]> quantize, Action<byte[], float[]> dequantize,

@@ -7,6 +7,10 @@ namespace Cria.Numerics.Formats;
 /// Every float operation is done in the same order and precision as ggml's build of that file
 /// (plain SSE2 single precision, no fused multiply-adds: ggml-base is compiled without -march),
 /// since the encoders' choices depend on the last bit of these sums.
+/// <para>The encoders are marked AggressiveOptimization: under tiered compilation these long
+/// loops were observed to keep running unoptimized code for seconds (10x slower) when a model is
+/// quantized; the JIT never contracts to fused multiply-adds at any tier, so the bits are the
+/// same either way.</para>
 /// </summary>
 internal static unsafe class KQuantMath
 {
@@ -22,6 +26,7 @@ internal static unsafe class KQuantMath
     /// value to -nmax, tries 18 nearby scales and keeps the one with the best weighted fit; returns
     /// the least-squares scale of the kept codes.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static float MakeQxQuants(int n, int nmax, float* x, sbyte* codes)
     {
         float max = 0, amax = 0;
@@ -76,6 +81,7 @@ internal static unsafe class KQuantMath
     /// weighted least-squares fit of scale and offset, keeping the one with the smallest weighted
     /// error (absolute when <paramref name="useMad"/>, squared otherwise).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static float MakeQkx2Quants(int n, int nmax, float* x, float* weights, byte* codes, out float theMin, byte* aux,
         float rmin, float rdelta, int nstep, bool useMad)
     {
@@ -161,6 +167,7 @@ internal static unsafe class KQuantMath
     /// (make_q3_quants with do_rmse): up to five passes, each moving single codes when that
     /// improves the weighted least-squares fit. Returns the fitted scale.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static float MakeQ3Quants(int n, int nmax, float* x, sbyte* codes)
     {
         float max = 0, amax = 0;

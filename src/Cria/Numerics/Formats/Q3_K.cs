@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Cria.Numerics.Formats;
 
 /// <summary>
@@ -19,6 +20,7 @@ public static unsafe class Q3_KFormat
     public const int BlockBytes = 110;
 
     /// <summary>Reference quantizer (quantize_row_q3_K_ref), byte-identical to ggml_quantize_chunk without an importance matrix.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
         int blocks = KQuantMath.CheckQuantize(src, dst, BlockBytes);

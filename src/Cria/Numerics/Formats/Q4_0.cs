@@ -23,6 +23,7 @@ public static unsafe class Q4_0Format
     /// <summary>Reference quantizer (ggml's quantize_row_q4_0_ref), byte-identical to ggml_quantize_chunk.</summary>
     /// <param name="src">values; the length must be a multiple of 32.</param>
     /// <param name="dst">at least src.Length / 32 * 18 bytes.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
         if (src.Length % BlockSize != 0) throw new ArgumentException($"length {src.Length} is not a multiple of {BlockSize}", nameof(src));

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Cria.Numerics.Formats;
 
 /// <summary>
@@ -17,6 +18,7 @@ public static unsafe class Q4_1Format
     public const int BlockBytes = 20;
 
     /// <summary>Reference quantizer, byte-identical to ggml_quantize_chunk (no importance matrix).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
         int blocks = LegacyBlocks.CheckQuantize(src, dst, BlockBytes);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Cria.Numerics.Formats;
 
 /// <summary>
@@ -18,6 +19,7 @@ public static unsafe class Q4_KFormat
     public const int BlockBytes = 144;
 
     /// <summary>Reference quantizer (quantize_row_q4_K_ref), byte-identical to ggml_quantize_chunk without an importance matrix.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
         int blocks = KQuantMath.CheckQuantize(src, dst, BlockBytes);
@@ -76,6 +78,7 @@ internal static unsafe class KQuantEncoders
     /// writes d, dmin and the 12 packed scale bytes to <paramref name="y"/> (bytes 0-15), and
     /// leaves the final codes (re-derived from the stored scales) in <paramref name="codes"/>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static void EncodeScaleMinBlock(float* x, byte* y, byte* codes, int nmax, float rmin, float rdelta, int nstep)
     {
         float* weights = stackalloc float[32];

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Cria.Numerics.Formats;
 
 /// <summary>
@@ -18,6 +19,7 @@ public static unsafe class Q5_1Format
     public const int BlockBytes = 24;
 
     /// <summary>Reference quantizer, byte-identical to ggml_quantize_chunk (no importance matrix).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
         int blocks = LegacyBlocks.CheckQuantize(src, dst, BlockBytes);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Cria.Numerics.Formats;
 
 /// <summary>
@@ -17,6 +18,7 @@ public static unsafe class Q5_KFormat
     public const int BlockBytes = 176;
 
     /// <summary>Reference quantizer (quantize_row_q5_K_ref), byte-identical to ggml_quantize_chunk without an importance matrix.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
         int blocks = KQuantMath.CheckQuantize(src, dst, BlockBytes);

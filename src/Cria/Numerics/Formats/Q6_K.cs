@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Cria.Numerics.Formats;
 
 /// <summary>
@@ -18,6 +19,7 @@ public static unsafe class Q6_KFormat
     public const int BlockBytes = 210;
 
     /// <summary>Reference quantizer (quantize_row_q6_K_ref), byte-identical to ggml_quantize_chunk without an importance matrix.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
         int blocks = KQuantMath.CheckQuantize(src, dst, BlockBytes);

@@ -47,13 +47,17 @@ public readonly unsafe struct WeightMatrix
 
 /// <summary>
 /// Matrix products y = W·x for the weight types the engine computes with (F32, F16, BF16, Q8_0,
-/// Q4_0, Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), reproducing ggml's CPU results bit for bit (AVX2 build):
+/// Q4_0, Q5_0, Q4_1, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS), reproducing ggml's CPU results bit for bit (AVX2 build):
 /// <list type="bullet">
 /// <item>Q5_0 weights: as Q4_0 (Q8_0 activations, same kernel structure, see <see cref="LegacyDot"/>).</item>
 /// <item>Q4_1 / Q5_1 weights: activations quantized to Q8_1 (<see cref="Q8_1Format"/>), then ggml's
 /// vec_dot per output (<see cref="LegacyDot"/>); llamafile has no kernel for these on x86.</item>
 /// <item>Q2_K / Q3_K / Q4_K / Q5_K / Q6_K weights: activations quantized to Q8_K (<see cref="Q8_KFormat"/>), then
 /// ggml's vec_dot per output (<see cref="KQuantDot"/>); llamafile has no x86 kernel for these either.</item>
+/// <item>IQ4_NL weights: Q8_0 activations. ggml's AVX2 vec_dot (used for one activation row) keeps two
+/// accumulators over alternating blocks, llamafile's tinyBLAS (two or more rows) one; both orders
+/// are reproduced by batch size (<see cref="IQ4Dot"/>).</item>
+/// <item>IQ4_XS weights: Q8_K activations, ggml's vec_dot per output (<see cref="IQ4Dot"/>).</item>
 /// <item>Q8_0 / Q4_0 weights: each activation row is first quantized to Q8_0 with ggml's runtime
 /// quantizer, then every output is the block-wise integer dot product of <see cref="QuantDot"/>
 /// (ggml's vec_dot and llamafile's tinyBLAS agree for these, so one order serves every batch).</item>
@@ -114,7 +118,7 @@ public sealed unsafe class MatMul : IDisposable
         GgmlType t = w.Type;
         byte* act;
         long actRowBytes;
-        if (t is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0)
+        if (t is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL)
         {
             actRowBytes = (long)cols / Q8_0Format.BlockSize * Q8_0Format.BlockBytes;
             act = Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes);
@@ -124,7 +128,7 @@ public sealed unsafe class MatMul : IDisposable
             actRowBytes = (long)cols / Q8_1Format.BlockSize * Q8_1Format.BlockBytes;
             act = Prepare(PrepareKind.Q8_1, x, batch, cols, actRowBytes);
         }
-        else if (t is GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K)
+        else if (t is GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_XS)
         {
             actRowBytes = (long)cols / Q8_KFormat.BlockSize * Q8_KFormat.BlockBytes;
             act = Prepare(PrepareKind.Q8_K, x, batch, cols, actRowBytes);
@@ -191,6 +195,8 @@ public sealed unsafe class MatMul : IDisposable
                 case GgmlType.Q4_K: Q4_KFormat.Dequantize(src, d, n / Q4_KFormat.BlockSize); break;
                 case GgmlType.Q5_K: Q5_KFormat.Dequantize(src, d, n / Q5_KFormat.BlockSize); break;
                 case GgmlType.Q6_K: Q6_KFormat.Dequantize(src, d, n / Q6_KFormat.BlockSize); break;
+                case GgmlType.IQ4_NL: IQ4_NLFormat.Dequantize(src, d, n / IQ4_NLFormat.BlockSize); break;
+                case GgmlType.IQ4_XS: IQ4_XSFormat.Dequantize(src, d, n / IQ4_XSFormat.BlockSize); break;
                 default: throw new NotSupportedException($"reading rows of {GgmlTypeInfo.Name(w.Type)} tensors is not supported");
             }
         }
@@ -310,6 +316,11 @@ public sealed unsafe class MatMul : IDisposable
                     case GgmlType.Q8_0: Quantized<Q8Weights>(r0, r1); break;
                     case GgmlType.Q4_0: Quantized<Q4Weights>(r0, r1); break;
                     case GgmlType.Q5_0: Quantized<Q5Weights>(r0, r1); break;
+                    case GgmlType.IQ4_NL:
+                        // One activation row: ggml's vec_dot (two accumulators); several: tinyBLAS (one).
+                        if (Batch == 1) RowDots(r0, r1);
+                        else Quantized<IQ4NLWeights>(r0, r1);
+                        break;
                     case GgmlType.Q4_1:
                     case GgmlType.Q5_1:
                     case GgmlType.Q2_K:
@@ -317,6 +328,7 @@ public sealed unsafe class MatMul : IDisposable
                     case GgmlType.Q4_K:
                     case GgmlType.Q5_K:
                     case GgmlType.Q6_K:
+                    case GgmlType.IQ4_XS:
                         RowDots(r0, r1);
                         break;
                     case GgmlType.F32: Float(r0, r1, threadIndex); break;
@@ -404,6 +416,8 @@ public sealed unsafe class MatMul : IDisposable
                             GgmlType.Q3_K => KQuantDot.Q3_KQ8_K(wr, ab, blocks),
                             GgmlType.Q4_K => KQuantDot.Q4_KQ8_K(wr, ab, blocks),
                             GgmlType.Q5_K => KQuantDot.Q5_KQ8_K(wr, ab, blocks),
+                            GgmlType.IQ4_NL => IQ4Dot.IQ4_NLQ8_0(wr, ab, blocks),
+                            GgmlType.IQ4_XS => IQ4Dot.IQ4_XSQ8_K(wr, ab, blocks),
                             _ => KQuantDot.Q6_KQ8_K(wr, ab, blocks),
                         };
                     }

@@ -1,0 +1,42 @@
+using System.CommandLine;
+using Cria.Conversion;
+using Cria.Numerics;
+
+namespace Cria.Cli.Commands;
+
+/// <summary><c>cria convert</c>: llama2.c checkpoints (and, later, Hugging Face folders) to GGUF.</summary>
+internal static class ConvertCommand
+{
+    public static Command Create()
+    {
+        var input = new Argument<string>("path") { Description = "llama2.c checkpoint (.bin)" };
+        var output = new Option<string>("--outfile", "-o") { Description = "output GGUF file", Required = true };
+        var outType = new Option<string>("--outtype") { Description = "matrix type: f32 (default), f16, bf16 or q8_0", DefaultValueFactory = _ => "f32" };
+        var vocab = new Option<string?>("--vocab") { Description = "llama2.c tokenizer.bin for a llama2.c checkpoint" };
+        var cmd = new Command("convert", "convert a llama2.c checkpoint to GGUF");
+        cmd.Arguments.Add(input);
+        cmd.Options.Add(output);
+        cmd.Options.Add(outType);
+        cmd.Options.Add(vocab);
+        cmd.SetAction(r => CliErrors.Guard(() =>
+        {
+            string path = r.GetValue(input)!;
+            var type = (r.GetValue(outType) ?? "f32").ToLowerInvariant() switch
+            {
+                "f32" => GgmlType.F32,
+                "f16" => GgmlType.F16,
+                "bf16" => GgmlType.BF16,
+                "q8_0" => GgmlType.Q8_0,
+                var other => throw new CliException($"--outtype must be f32, f16, bf16 or q8_0, not '{other}'"),
+            };
+            if (Directory.Exists(path))
+                throw new CliException($"{path} is a folder: converting Hugging Face model folders is not supported yet (llama2.c checkpoints are)");
+            if (!File.Exists(path)) throw new CliException($"input not found: {path}");
+            string? vocabPath = r.GetValue(vocab) ?? throw new CliException("a llama2.c checkpoint needs its tokenizer: --vocab tokenizer.bin");
+            Llama2cConverter.Convert(path, vocabPath, r.GetValue(output)!, type, new Progress<string>(s => Console.Error.Write($"\r{s}   ")));
+            Console.Error.WriteLine($"\rwrote {r.GetValue(output)}");
+            return 0;
+        }));
+        return cmd;
+    }
+}
