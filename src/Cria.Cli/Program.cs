@@ -11,4 +11,7 @@ root.Subcommands.Add(PerplexityCommand.Create());
 root.Subcommands.Add(ChatTemplateCommand.Create());
 root.Subcommands.Add(ConvertCommand.Create());
 root.Subcommands.Add(QuantizeCommand.Create());
+root.Subcommands.Add(SynthCommand.Create());
+root.Subcommands.Add(ChatCommand.Create());
+root.Subcommands.Add(InfillCommand.Create());
 return root.Parse(args).Invoke();

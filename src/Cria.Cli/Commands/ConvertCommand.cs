@@ -4,16 +4,16 @@ using Cria.Numerics;
 
 namespace Cria.Cli.Commands;
 
-/// <summary><c>cria convert</c>: llama2.c checkpoints (and, later, Hugging Face folders) to GGUF.</summary>
+/// <summary><c>cria convert</c>: llama2.c checkpoints and Hugging Face Llama folders to GGUF.</summary>
 internal static class ConvertCommand
 {
     public static Command Create()
     {
-        var input = new Argument<string>("path") { Description = "llama2.c checkpoint (.bin)" };
+        var input = new Argument<string>("path") { Description = "llama2.c checkpoint (.bin) or Hugging Face Llama model folder" };
         var output = new Option<string>("--outfile", "-o") { Description = "output GGUF file", Required = true };
         var outType = new Option<string>("--outtype") { Description = "matrix type: f32 (default), f16, bf16 or q8_0", DefaultValueFactory = _ => "f32" };
-        var vocab = new Option<string?>("--vocab") { Description = "llama2.c tokenizer.bin for a llama2.c checkpoint" };
-        var cmd = new Command("convert", "convert a llama2.c checkpoint to GGUF");
+        var vocab = new Option<string?>("--vocab") { Description = "llama2.c tokenizer.bin for a llama2.c checkpoint (not needed for a Hugging Face folder)" };
+        var cmd = new Command("convert", "convert a llama2.c checkpoint or a Hugging Face Llama folder (safetensors) to GGUF");
         cmd.Arguments.Add(input);
         cmd.Options.Add(output);
         cmd.Options.Add(outType);
@@ -30,7 +30,11 @@ internal static class ConvertCommand
                 var other => throw new CliException($"--outtype must be f32, f16, bf16 or q8_0, not '{other}'"),
             };
             if (Directory.Exists(path))
-                throw new CliException($"{path} is a folder: converting Hugging Face model folders is not supported yet (llama2.c checkpoints are)");
+            {
+                HfModelConverter.Convert(path, r.GetValue(output)!, type, new Progress<string>(s => Console.Error.Write($"\r{s}   ")));
+                Console.Error.WriteLine($"\rwrote {r.GetValue(output)}");
+                return 0;
+            }
             if (!File.Exists(path)) throw new CliException($"input not found: {path}");
             string? vocabPath = r.GetValue(vocab) ?? throw new CliException("a llama2.c checkpoint needs its tokenizer: --vocab tokenizer.bin");
             Llama2cConverter.Convert(path, vocabPath, r.GetValue(output)!, type, new Progress<string>(s => Console.Error.Write($"\r{s}   ")));

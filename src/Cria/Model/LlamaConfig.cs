@@ -70,6 +70,8 @@ public sealed record LlamaConfig
         double? factor = file.GetFloat($"{arch}.rope.scaling.factor");
         if (factor is > 0 && factor != 1 && scalingType is null or "linear")
             freqScale = (float)(1.0 / factor.Value);
+        else if (scalingType == "yarn")
+            throw new ModelLoadException("RoPE scaling type 'yarn' (llama.rope.scaling.type) is not supported: Cria implements linear scaling and Llama 3.1's rope_freqs factors only");
         else if (scalingType is not (null or "none" or "linear"))
             throw new ModelLoadException($"RoPE scaling type '{scalingType}' is not supported yet");
 

@@ -140,7 +140,7 @@ public sealed unsafe class LlamaContext : IDisposable
             int half = _c.RopeDimensionCount / 2;
             for (int b = 0; b < n; b++)
                 Rope.Angles(pos0 + b, _c.RopeDimensionCount, _c.RopeFrequencyBase, _c.RopeFrequencyScale,
-                    _ropeCos.AsSpan(b * half, half), _ropeSin.AsSpan(b * half, half));
+                    _ropeCos.AsSpan(b * half, half), _ropeSin.AsSpan(b * half, half), _w.RopeFrequencyFactors);
 
             for (int l = 0; l < _c.BlockCount; l++)
             {

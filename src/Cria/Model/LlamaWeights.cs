@@ -30,6 +30,11 @@ public sealed class LlamaWeights
     /// <summary>The output projection; the token embedding when the file has no output.weight (tied).</summary>
     public required WeightMatrix Output { get; init; }
     public bool OutputIsTied { get; init; }
+    /// <summary>
+    /// Llama 3.1's RoPE frequency factors (<c>rope_freqs.weight</c>, RoPE dimensions / 2 values), or null when the
+    /// file has none. Each pair's rotation angle is divided by its factor.
+    /// </summary>
+    public float[]? RopeFrequencyFactors { get; init; }
 
     public static LlamaWeights FromGguf(GgufFile file, LlamaConfig c)
     {
@@ -62,7 +67,19 @@ public sealed class LlamaWeights
             OutputNorm = Vector(file, "output_norm.weight", embd),
             Output = tied ? embedding : Matrix(file, "output.weight", embd, c.VocabularySize),
             OutputIsTied = tied,
+            RopeFrequencyFactors = file.TryGetTensor("rope_freqs.weight", out _)
+                ? RopeFactors(file, c.RopeDimensionCount / 2)
+                : null,
         };
+    }
+
+    private static float[] RopeFactors(GgufFile file, int length)
+    {
+        float[] f = Vector(file, "rope_freqs.weight", length);
+        foreach (float v in f)
+            if (!(v > 0) || !float.IsFinite(v))
+                throw new ModelLoadException($"tensor 'rope_freqs.weight' holds {v}; RoPE frequency factors must be positive and finite");
+        return f;
     }
 
     private static GgufTensorInfo Find(GgufFile file, string name) =>

@@ -9,13 +9,30 @@ namespace Cria.Model;
 public static class Rope
 {
     /// <summary>Fills cos/sin (each ropeDims/2 long) for one position.</summary>
-    public static void Angles(int position, int ropeDims, float freqBase, float freqScale, Span<float> cos, Span<float> sin)
+    /// <param name="frequencyFactors">Llama 3.1's per-pair divisors (the <c>rope_freqs.weight</c> tensor, ropeDims/2
+    /// long), or empty for none: as in ggml's rope with freq_factors, pair i's angle becomes
+    /// freqScale * (theta_i / factor_i).</param>
+    public static void Angles(int position, int ropeDims, float freqBase, float freqScale, Span<float> cos, Span<float> sin,
+        ReadOnlySpan<float> frequencyFactors = default)
     {
         float thetaScale = MathF.Pow(freqBase, -2.0f / ropeDims);
         float theta = position;
+        if (frequencyFactors.IsEmpty)
+        {
+            for (int i = 0; i < ropeDims / 2; i++)
+            {
+                float t = freqScale * theta;
+                cos[i] = MathF.Cos(t);
+                sin[i] = MathF.Sin(t);
+                theta *= thetaScale;
+            }
+            return;
+        }
+        if (frequencyFactors.Length < ropeDims / 2)
+            throw new ArgumentException($"{frequencyFactors.Length} RoPE frequency factors, expected {ropeDims / 2}", nameof(frequencyFactors));
         for (int i = 0; i < ropeDims / 2; i++)
         {
-            float t = freqScale * theta;
+            float t = freqScale * (theta / frequencyFactors[i]);
             cos[i] = MathF.Cos(t);
             sin[i] = MathF.Sin(t);
             theta *= thetaScale;
