@@ -85,24 +85,37 @@ public static class SyntheticModel
         if (vocabularySource is null) ByteLevelVocabulary.WriteTo(w);
         else w.CopyMetadataFrom(vocabularySource, key => key.StartsWith("tokenizer.", StringComparison.Ordinal));
 
-        var rng = new NormalRandom(spec.Seed);
-        w.AddTensor("token_embd.weight", spec.Type, [embd, vocab], Matrix(rng, embd, vocab, spec.Type));
+        // Each tensor draws from its own generator (seeded by the spec's seed and the tensor's
+        // index) and is generated only when the writer streams it out, so memory stays at one
+        // tensor however large the model.
+        int index = 0;
+        void AddMatrix(string name, int cols, int rows)
+        {
+            var rng = new NormalRandom(spec.Seed, index++);
+            w.AddTensor(name, spec.Type, [cols, rows], s => s.Write(Matrix(rng, cols, rows, spec.Type)));
+        }
+        void AddNorm(string name)
+        {
+            var rng = new NormalRandom(spec.Seed, index++);
+            w.AddTensor(name, GgmlType.F32, [embd], s => s.Write(Norm(rng, embd)));
+        }
+
+        AddMatrix("token_embd.weight", embd, vocab);
         for (int i = 0; i < spec.BlockCount; i++)
         {
             string p = $"blk.{i}.";
-            w.AddTensor(p + "attn_norm.weight", Norm(rng, embd), [embd]);
-            w.AddTensor(p + "attn_q.weight", spec.Type, [embd, embd], Matrix(rng, embd, embd, spec.Type));
-            w.AddTensor(p + "attn_k.weight", spec.Type, [embd, kvDim], Matrix(rng, embd, kvDim, spec.Type));
-            w.AddTensor(p + "attn_v.weight", spec.Type, [embd, kvDim], Matrix(rng, embd, kvDim, spec.Type));
-            w.AddTensor(p + "attn_output.weight", spec.Type, [embd, embd], Matrix(rng, embd, embd, spec.Type));
-            w.AddTensor(p + "ffn_norm.weight", Norm(rng, embd), [embd]);
-            w.AddTensor(p + "ffn_gate.weight", spec.Type, [embd, ff], Matrix(rng, embd, ff, spec.Type));
-            w.AddTensor(p + "ffn_up.weight", spec.Type, [embd, ff], Matrix(rng, embd, ff, spec.Type));
-            w.AddTensor(p + "ffn_down.weight", spec.Type, [ff, embd], Matrix(rng, ff, embd, spec.Type));
+            AddNorm(p + "attn_norm.weight");
+            AddMatrix(p + "attn_q.weight", embd, embd);
+            AddMatrix(p + "attn_k.weight", embd, kvDim);
+            AddMatrix(p + "attn_v.weight", embd, kvDim);
+            AddMatrix(p + "attn_output.weight", embd, embd);
+            AddNorm(p + "ffn_norm.weight");
+            AddMatrix(p + "ffn_gate.weight", embd, ff);
+            AddMatrix(p + "ffn_up.weight", embd, ff);
+            AddMatrix(p + "ffn_down.weight", ff, embd);
         }
-        w.AddTensor("output_norm.weight", Norm(rng, embd), [embd]);
-        if (!spec.TiedEmbeddings)
-            w.AddTensor("output.weight", spec.Type, [embd, vocab], Matrix(rng, embd, vocab, spec.Type));
+        AddNorm("output_norm.weight");
+        if (!spec.TiedEmbeddings) AddMatrix("output.weight", embd, vocab);
         w.Write(path);
     }
 
@@ -166,26 +179,31 @@ public static class SyntheticModel
     }
 
     /// <summary>A norm weight vector: 1 + N(0, NormStd²), always F32 (as llama.cpp's converters store norms).</summary>
-    private static float[] Norm(NormalRandom rng, int n)
+    private static byte[] Norm(NormalRandom rng, int n)
     {
         var v = new float[n];
         for (int i = 0; i < n; i++) v[i] = 1 + NormStd * rng.Next();
-        return v;
+        var bytes = new byte[n * sizeof(float)];
+        Buffer.BlockCopy(v, 0, bytes, 0, bytes.Length);
+        return bytes;
     }
 
     /// <summary>
-    /// Standard normal numbers from SplitMix64 through the Box-Muller transform. Kept private and
-    /// self-contained so the files a given seed produces never change.
+    /// Standard normal numbers from SplitMix64 through the Box-Muller transform, one independent
+    /// stream per (seed, tensor index). Kept private and self-contained so the files a given seed
+    /// produces never change.
     /// </summary>
-    private sealed class NormalRandom(ulong seed)
+    private sealed class NormalRandom(ulong seed, int stream)
     {
-        private ulong _state = seed;
+        private ulong _state = Mix(seed + 0x9E3779B97F4A7C15UL * (ulong)(stream + 1));
         private double _spare;
         private bool _hasSpare;
 
-        private ulong NextUInt64()
+        private ulong NextUInt64() => Mix(_state += 0x9E3779B97F4A7C15UL);
+
+        // SplitMix64's output function.
+        private static ulong Mix(ulong z)
         {
-            ulong z = _state += 0x9E3779B97F4A7C15UL;
             z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
             z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
             return z ^ (z >> 31);

@@ -1,0 +1,262 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Cria.Model;
+using Cria.Numerics;
+using Cria.Numerics.Kernels;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+
+namespace Cria.Bench;
+
+/// <summary>
+/// llama-bench's two measurements, for Cria and for llama.cpp (through LLamaSharp's native
+/// binaries) on the same GGUF file with the same thread count and an F16 KV cache:
+/// <list type="bullet">
+/// <item>pp N: a prompt of N random tokens evaluated in one batch from an empty context (tokens/s);</item>
+/// <item>tg N: N tokens generated one at a time from an empty context, greedily (tokens/s).</item>
+/// </list>
+/// After a warm-up (at least 3 runs and 0.5 s of each test and engine), every repetition runs both engines back to back,
+/// alternating which goes first, so drifting machine speed affects both alike.
+/// </summary>
+public static class Program
+{
+    private sealed record Options(string Model, int Prompt, int Generate, int Threads, int Repetitions, bool FlashAttention, ulong Seed);
+
+    public static int Main(string[] args)
+    {
+        Options o;
+        try { o = Parse(args); }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+        if (!File.Exists(o.Model))
+        {
+            Console.Error.WriteLine($"error: no such file: {o.Model}");
+            return 2;
+        }
+        CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        NativeLogConfig.llama_log_set((level, message) =>
+        {
+            if (level == LLamaLogLevel.Error) Console.Error.Write("llama.cpp: " + message);
+        });
+
+        int ctxSize = o.Prompt + o.Generate;
+        using var cria = LlamaModel.Load(o.Model, new ModelOptions { Threads = o.Threads });
+        using var criaCtx = cria.CreateContext(new ContextOptions { ContextSize = ctxSize, BatchSize = Math.Max(1, o.Prompt), KvCacheType = KvCacheType.F16 });
+
+        var p = new ModelParams(o.Model)
+        {
+            ContextSize = (uint)ctxSize,
+            BatchSize = (uint)Math.Max(1, o.Prompt),
+            UBatchSize = (uint)Math.Max(1, o.Prompt),
+            Threads = o.Threads,
+            BatchThreads = o.Threads,
+            GpuLayerCount = 0,
+            TypeK = GGMLType.GGML_TYPE_F16,
+            TypeV = GGMLType.GGML_TYPE_F16,
+            FlashAttention = o.FlashAttention,
+        };
+        using var llamaWeights = LLamaWeights.LoadFromFile(p);
+        using var llamaCtx = llamaWeights.CreateContext(p);
+
+        int vocab = cria.Config.VocabularySize;
+        if (llamaWeights.Vocab.Count != vocab)
+            Console.Error.WriteLine($"warning: llama.cpp sees {llamaWeights.Vocab.Count} tokens, Cria {vocab}");
+        int bos = cria.Vocabulary.Bos >= 0 ? cria.Vocabulary.Bos : 0;
+        var rng = new Random((int)o.Seed);
+        int[] prompt = new int[o.Prompt];
+        for (int i = 0; i < prompt.Length; i++) prompt[i] = i == 0 && cria.Vocabulary.AddBos ? bos : rng.Next(vocab);
+
+        var file = new FileInfo(o.Model);
+        string types = string.Join(", ", cria.File.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()).Select(g => $"{g.Count()} {GgmlTypeInfo.Name(g.Key)}"));
+        Console.WriteLine($"model:      {o.Model} ({file.Length / 1048576.0:F2} MiB; tensors: {types})");
+        Console.WriteLine($"shape:      embd {cria.Config.EmbeddingLength}, ff {cria.Config.FeedForwardLength}, {cria.Config.BlockCount} blocks, {cria.Config.HeadCount}/{cria.Config.KvHeadCount} heads, vocab {vocab}");
+        Console.WriteLine($"settings:   -p {o.Prompt} -n {o.Generate} -t {o.Threads} -r {o.Repetitions}; KV cache F16 on both; llama.cpp flash attention {(o.FlashAttention ? "on" : "off")}; context {ctxSize}");
+        Console.WriteLine($"Cria:       kernels {CpuFeatures.Describe()}, {Environment.ProcessorCount} logical CPUs, .NET {Environment.Version}");
+        Console.WriteLine($"llama.cpp:  LLamaSharp 0.30.0 native; {Marshal.PtrToStringAnsi(NativeApi.llama_print_system_info())?.Trim()}");
+        Console.WriteLine();
+
+        var tests = new List<(string Name, Func<double> Cria, Func<double> Llama)>();
+        if (o.Prompt > 0)
+            tests.Add(($"pp{o.Prompt}", () => CriaPrompt(criaCtx, prompt), () => LlamaPrompt(llamaCtx, prompt)));
+        if (o.Generate > 0)
+            tests.Add(($"tg{o.Generate}", () => CriaGenerate(criaCtx, bos, o.Generate, out _), () => LlamaGenerate(llamaCtx, bos, o.Generate, vocab, out _)));
+
+        // Greedy continuations of BOS, to show both engines compute the same model.
+        CriaGenerate(criaCtx, bos, Math.Min(o.Generate, 16), out int[] criaTokens);
+        LlamaGenerate(llamaCtx, bos, Math.Min(o.Generate, 16), vocab, out int[] llamaTokens);
+        int agree = criaTokens.Zip(llamaTokens).TakeWhile(z => z.First == z.Second).Count();
+        Console.WriteLine($"greedy from BOS, first {criaTokens.Length} tokens: {(agree == criaTokens.Length ? "identical" : $"agree for {agree}, then differ")} " +
+                          $"({cria.Tokenizer.Decode(criaTokens).ReplaceLineEndings("\\n")})");
+        Console.WriteLine();
+
+        var results = new List<(string Test, double[] Cria, double[] Llama)>();
+        foreach (var (name, runCria, runLlama) in tests)
+        {
+            // Warm-up: at least 3 runs and half a second per engine, so the JIT has tiered Cria's hot
+            // methods up and both engines' buffers and caches are warm.
+            foreach (var run in new[] { runCria, runLlama })
+            {
+                var warm = Stopwatch.StartNew();
+                for (int k = 0; k < 3 || warm.Elapsed.TotalSeconds < 0.5; k++) run();
+            }
+            var c = new double[o.Repetitions];
+            var l = new double[o.Repetitions];
+            for (int r = 0; r < o.Repetitions; r++)
+            {
+                if (r % 2 == 0) { c[r] = Settled(runCria); l[r] = Settled(runLlama); }
+                else { l[r] = Settled(runLlama); c[r] = Settled(runCria); }
+            }
+            results.Add((name, c, l));
+            if (Environment.GetEnvironmentVariable("CRIA_BENCH_VERBOSE") == "1")
+                Console.WriteLine($"{name}: Cria [{string.Join(", ", c.Select(v => v.ToString("F0")))}] llama.cpp [{string.Join(", ", l.Select(v => v.ToString("F0")))}]");
+        }
+
+        Console.WriteLine("| test | Cria t/s | llama.cpp t/s | Cria / llama.cpp | (medians: Cria, llama.cpp, ratio) |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
+        foreach (var (test, c, l) in results)
+        {
+            var (cm, cs) = MeanStd(c);
+            var (lm, ls) = MeanStd(l);
+            double cmed = Median(c), lmed = Median(l);
+            Console.WriteLine($"| {test} | {cm:F1} ± {cs:F1} | {lm:F1} ± {ls:F1} | {cm / lm:F2} | {cmed:F1}, {lmed:F1}, {cmed / lmed:F2} |");
+        }
+        return 0;
+    }
+
+    private const string Usage =
+        "usage: cria-bench -m FILE [-p 512] [-n 128] [-t threads] [-r 5] [--fa] [--seed 1]\n" +
+        "  -p N   prompt tokens evaluated in one batch (pp test; 0 skips it)\n" +
+        "  -n N   tokens generated one at a time, greedily (tg test; 0 skips it)\n" +
+        "  -t N   threads for both engines (default: physical cores as Cria counts them)\n" +
+        "  -r N   timed repetitions per test and engine, after one warm-up\n" +
+        "  --fa   turn llama.cpp's flash attention on (default off, as llama-bench; Cria has none)";
+
+    private static Options Parse(string[] args)
+    {
+        string? model = null;
+        int p = 512, n = 128, t = Cria.Numerics.Threading.WorkerPool.DefaultThreadCount, r = 5;
+        bool fa = false;
+        ulong seed = 1;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            int Int(int min) => int.TryParse(Next(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min
+                ? v : throw new ArgumentException($"{args[i - 1]} needs an integer ≥ {min}");
+            switch (args[i])
+            {
+                case "-m" or "--model": model = Next(); break;
+                case "-p" or "--n-prompt": p = Int(0); break;
+                case "-n" or "--n-gen": n = Int(0); break;
+                case "-t" or "--threads": t = Int(1); break;
+                case "-r" or "--repetitions": r = Int(1); break;
+                case "--fa": fa = true; break;
+                case "--seed": seed = (ulong)Int(0); break;
+                case "-h" or "--help": throw new ArgumentException("help requested");
+                default: throw new ArgumentException($"unknown argument '{args[i]}'");
+            }
+        }
+        if (model is null) throw new ArgumentException("-m FILE is required");
+        if (p + n == 0) throw new ArgumentException("nothing to measure: -p and -n are both 0");
+        return new Options(model, p, n, t, r, fa, seed);
+    }
+
+    // ---------------------------------------------------------------- Cria
+
+    private static double CriaPrompt(LlamaContext ctx, int[] prompt)
+    {
+        ctx.Reset();
+        var sw = Stopwatch.StartNew();
+        ctx.Evaluate(prompt);
+        return prompt.Length / sw.Elapsed.TotalSeconds;
+    }
+
+    private static double CriaGenerate(LlamaContext ctx, int bos, int n, out int[] tokens)
+    {
+        ctx.Reset();
+        tokens = new int[n];
+        int token = bos;
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < n; i++)
+        {
+            token = Argmax(ctx.Evaluate([token]));
+            tokens[i] = token;
+        }
+        return n / sw.Elapsed.TotalSeconds;
+    }
+
+    // ---------------------------------------------------------------- llama.cpp
+
+    private static double LlamaPrompt(LLamaContext ctx, int[] prompt)
+    {
+        ctx.NativeHandle.MemoryClear(true);
+        var batch = new LLamaBatch();
+        for (int i = 0; i < prompt.Length; i++)
+            batch.Add((LLamaToken)prompt[i], (LLamaPos)i, (LLamaSeqId)0, logits: i == prompt.Length - 1);
+        var sw = Stopwatch.StartNew();
+        Check(ctx.Decode(batch));
+        ctx.NativeHandle.Synchronize();
+        return prompt.Length / sw.Elapsed.TotalSeconds;
+    }
+
+    private static double LlamaGenerate(LLamaContext ctx, int bos, int n, int vocab, out int[] tokens)
+    {
+        ctx.NativeHandle.MemoryClear(true);
+        tokens = new int[n];
+        var batch = new LLamaBatch();
+        int token = bos;
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < n; i++)
+        {
+            batch.Clear();
+            batch.Add((LLamaToken)token, (LLamaPos)i, (LLamaSeqId)0, logits: true);
+            Check(ctx.Decode(batch));
+            token = Argmax(ctx.NativeHandle.GetLogitsIth(0)[..vocab]);
+            tokens[i] = token;
+        }
+        return n / sw.Elapsed.TotalSeconds;
+    }
+
+    private static void Check(DecodeResult r)
+    {
+        if (r != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode failed: {r}");
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private static int Argmax(ReadOnlySpan<float> logits)
+    {
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+
+    /// <summary>
+    /// Runs a measurement after a pause. Both engines' worker threads spin for a while after a
+    /// run before they block (llama.cpp's OpenMP threads for up to milliseconds); without the
+    /// pause, whichever engine runs second shares its cores with the other's spinning threads.
+    /// </summary>
+    private static double Settled(Func<double> run)
+    {
+        Thread.Sleep(50);
+        return run();
+    }
+
+    private static double Median(double[] x)
+    {
+        var s = x.Order().ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+    }
+
+    private static (double Mean, double Std) MeanStd(double[] x)
+    {
+        double mean = x.Average();
+        double var = x.Length > 1 ? x.Sum(v => (v - mean) * (v - mean)) / (x.Length - 1) : 0;
+        return (mean, Math.Sqrt(var));
+    }
+}
