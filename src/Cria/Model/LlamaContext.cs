@@ -5,8 +5,15 @@ namespace Cria.Model;
 /// <summary>Options for an inference context.</summary>
 public sealed record ContextOptions
 {
-    /// <summary>Context size in tokens; 0 means the model's training context length.</summary>
+    /// <summary>
+    /// Context size in tokens; 0 means the model's training context length, capped at
+    /// <see cref="DefaultMaximum"/> so that a 128K-context model does not allocate a 128K cache
+    /// unless asked to.
+    /// </summary>
     public int ContextSize { get; init; }
+
+    /// <summary>Upper bound of the default context size (an explicit ContextSize may exceed it).</summary>
+    public const int DefaultMaximum = 4096;
     /// <summary>Most tokens evaluated in one forward pass (prompts are split into batches of this size).</summary>
     public int BatchSize { get; init; } = 512;
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
@@ -35,7 +42,7 @@ public sealed unsafe class LlamaContext : IDisposable
         _model = model;
         _c = model.Config;
         _w = model.Weights;
-        int ctx = options.ContextSize == 0 ? _c.ContextLength : options.ContextSize;
+        int ctx = options.ContextSize == 0 ? Math.Min(_c.ContextLength, ContextOptions.DefaultMaximum) : options.ContextSize;
         if (ctx < 1) throw new ArgumentOutOfRangeException(nameof(options), $"context size {ctx} must be positive");
         if (options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), "batch size must be positive");
         ContextSize = ctx;
