@@ -87,6 +87,7 @@ public sealed unsafe class LlamaContext : IDisposable
     public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens)
     {
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
+        if (Position + tokens.Length > ContextSize) throw new ContextOverflowException(Position + tokens.Length, ContextSize);
         int done = 0;
         while (done < tokens.Length)
         {
@@ -104,6 +105,7 @@ public sealed unsafe class LlamaContext : IDisposable
     public float[] EvaluateAll(ReadOnlySpan<int> tokens)
     {
         int V = _c.VocabularySize;
+        if (Position + tokens.Length > ContextSize) throw new ContextOverflowException(Position + tokens.Length, ContextSize);
         var all = new float[(long)tokens.Length * V];
         int done = 0;
         while (done < tokens.Length)
