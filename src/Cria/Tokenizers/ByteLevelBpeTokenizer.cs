@@ -28,7 +28,7 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
     private readonly Vocabulary _vocab;
     private readonly byte[][] _pieces;        // token_to_piece(special: true)
     private readonly byte[][] _plainPieces;   // token_to_piece(special: false)
-    private readonly string[] _specialTexts;  // per entry of Vocabulary.SpecialTokens
+    private readonly SpecialTokenPartition _partition;
     private readonly int[] _byteSymbol = new int[256]; // symbol id of each single-byte piece
     private readonly int[] _asciiToken = new int[128]; // token of a one-character ASCII text, or -1
     private readonly Dictionary<long, long> _merges;   // (left id, right id) -> (rank << 32) | merged id
@@ -85,9 +85,7 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
             _plainPieces[id] = type is TokenType.Control or TokenType.Unknown ? [] : piece;
         }
 
-        var specials = vocabulary.SpecialTokens;
-        _specialTexts = new string[specials.Count];
-        for (int i = 0; i < specials.Count; i++) _specialTexts[i] = vocabulary.GetToken(specials[i]);
+        _partition = new SpecialTokenPartition(vocabulary);
 
         for (int c = 0; c < 128; c++)
             _asciiToken[c] = vocabulary.TryGetId(((char)c).ToString(), out int t) ? t : -1;
@@ -254,7 +252,7 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
 
             if (text.Length > 0)
             {
-                foreach (Fragment f in Partition(text, parseSpecial, session))
+                foreach (TextFragment f in _partition.Split(text, parseSpecial, session.FragmentsA, session.FragmentsB))
                 {
                     if (f.Token >= 0) output.Add(f.Token);
                     else TokenizeFragment(text.AsSpan(f.Offset, f.Length), session);
@@ -275,55 +273,6 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         }
     }
 
-    // tokenizer_st_partition: split special-token texts out of the raw text
-    private List<Fragment> Partition(string text, bool parseSpecial, Session session)
-    {
-        List<Fragment> current = session.FragmentsA, next = session.FragmentsB;
-        current.Clear();
-        current.Add(new Fragment(-1, 0, text.Length));
-
-        IReadOnlyList<int> specials = _vocab.SpecialTokens;
-        for (int s = 0; s < specials.Count; s++)
-        {
-            int id = specials[s];
-            if (!parseSpecial && _vocab.GetTokenType(id) is TokenType.Control or TokenType.Unknown) continue;
-            string st = _specialTexts[s];
-            if (!text.Contains(st, StringComparison.Ordinal)) continue;
-            bool lstrip = _vocab.HasLStrip(id), rstrip = _vocab.HasRStrip(id);
-
-            next.Clear();
-            foreach (Fragment f in current)
-            {
-                if (f.Token >= 0) { next.Add(f); continue; }
-                int off = f.Offset, len = f.Length;
-                while (true)
-                {
-                    int m = text.AsSpan(off, len).IndexOf(st, StringComparison.Ordinal);
-                    if (m < 0)
-                    {
-                        next.Add(new Fragment(-1, off, len));
-                        break;
-                    }
-                    int leftLen = m;
-                    if (lstrip)
-                        while (leftLen > 0 && IsCSpace(text[off + leftLen - 1])) leftLen--;
-                    if (leftLen > 0) next.Add(new Fragment(-1, off, leftLen));
-                    next.Add(new Fragment(id, 0, 0));
-
-                    int rOff = off + m + st.Length, rLen = off + len - rOff;
-                    if (rstrip)
-                        while (rLen > 0 && IsCSpace(text[rOff])) { rOff++; rLen--; }
-                    off = rOff;
-                    len = rLen;
-                    if (len == 0) break;
-                }
-            }
-            (current, next) = (next, current);
-        }
-        return current;
-    }
-
-    private static bool IsCSpace(char c) => c is ' ' or '\t' or '\n' or '\v' or '\f' or '\r';
 
     // llm_tokenizer_bpe_session::tokenize on one text fragment (valid UTF-16)
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -470,7 +419,6 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         return text;
     }
 
-    private readonly record struct Fragment(int Token, int Offset, int Length);
 
     private struct Symbol
     {
@@ -557,7 +505,7 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         public readonly List<int> Output = new(256);
         public readonly List<int> WordEnds = new(256);
         public readonly List<int> WordIds = new(64);
-        public readonly List<Fragment> FragmentsA = new(8), FragmentsB = new(8);
+        public readonly List<TextFragment> FragmentsA = new(8), FragmentsB = new(8);
 
         public void EnsureCodePoints(int n)
         {

@@ -25,7 +25,7 @@ public sealed class SentencePieceTokenizer : ITokenizer
     private readonly byte[][] _pieces;        // token_to_piece(special: true)
     private readonly byte[][] _plainPieces;   // token_to_piece(special: false)
     private readonly int[] _byteTokens = new int[256];
-    private readonly string[] _specialTexts;  // per entry of Vocabulary.SpecialTokens
+    private readonly SpecialTokenPartition _partition;
 
     [ThreadStatic] private static Session? t_session;
 
@@ -59,9 +59,7 @@ public sealed class SentencePieceTokenizer : ITokenizer
             else _byteTokens[b] = -1;
         }
 
-        var specials = vocabulary.SpecialTokens;
-        _specialTexts = new string[specials.Count];
-        for (int i = 0; i < specials.Count; i++) _specialTexts[i] = vocabulary.GetToken(specials[i]);
+        _partition = new SpecialTokenPartition(vocabulary);
     }
 
     public Vocabulary Vocabulary => _vocab;
@@ -140,9 +138,9 @@ public sealed class SentencePieceTokenizer : ITokenizer
 
             if (text.Length > 0)
             {
-                List<Fragment> fragments = Partition(text, parseSpecial, session);
+                List<TextFragment> fragments = _partition.Split(text, parseSpecial, session.FragmentsA, session.FragmentsB);
                 bool prevSpecial = true; // the text start counts as "after a special token"
-                foreach (Fragment f in fragments)
+                foreach (TextFragment f in fragments)
                 {
                     if (f.Token >= 0)
                     {
@@ -171,55 +169,6 @@ public sealed class SentencePieceTokenizer : ITokenizer
         }
     }
 
-    // tokenizer_st_partition: split special-token texts out of the raw text
-    private List<Fragment> Partition(string text, bool parseSpecial, Session session)
-    {
-        List<Fragment> current = session.FragmentsA, next = session.FragmentsB;
-        current.Clear();
-        current.Add(new Fragment(-1, 0, text.Length));
-
-        IReadOnlyList<int> specials = _vocab.SpecialTokens;
-        for (int s = 0; s < specials.Count; s++)
-        {
-            int id = specials[s];
-            if (!parseSpecial && _vocab.GetTokenType(id) is TokenType.Control or TokenType.Unknown) continue;
-            string st = _specialTexts[s];
-            if (!text.Contains(st, StringComparison.Ordinal)) continue;
-            bool lstrip = _vocab.HasLStrip(id), rstrip = _vocab.HasRStrip(id);
-
-            next.Clear();
-            foreach (Fragment f in current)
-            {
-                if (f.Token >= 0) { next.Add(f); continue; }
-                int off = f.Offset, len = f.Length;
-                while (true)
-                {
-                    int m = text.AsSpan(off, len).IndexOf(st, StringComparison.Ordinal);
-                    if (m < 0)
-                    {
-                        next.Add(new Fragment(-1, off, len));
-                        break;
-                    }
-                    int leftLen = m;
-                    if (lstrip)
-                        while (leftLen > 0 && IsCSpace(text[off + leftLen - 1])) leftLen--;
-                    if (leftLen > 0) next.Add(new Fragment(-1, off, leftLen));
-                    next.Add(new Fragment(id, 0, 0));
-
-                    int rOff = off + m + st.Length, rLen = off + len - rOff;
-                    if (rstrip)
-                        while (rLen > 0 && IsCSpace(text[rOff])) { rOff++; rLen--; }
-                    off = rOff;
-                    len = rLen;
-                    if (len == 0) break;
-                }
-            }
-            (current, next) = (next, current);
-        }
-        return current;
-    }
-
-    private static bool IsCSpace(char c) => c is ' ' or '\t' or '\n' or '\v' or '\f' or '\r';
 
     // llm_tokenizer_spm_session::tokenize on one text fragment
     private void TokenizeFragment(ReadOnlySpan<char> raw, bool addPrefix, Session session)
@@ -320,7 +269,6 @@ public sealed class SentencePieceTokenizer : ITokenizer
         return text;
     }
 
-    private readonly record struct Fragment(int Token, int Offset, int Length);
 
     private struct Symbol
     {
@@ -350,7 +298,7 @@ public sealed class SentencePieceTokenizer : ITokenizer
         private Symbol[] _symbols = new Symbol[256];
         public readonly PriorityQueue<Bigram, Bigram> Queue = new(BigramOrder.Instance);
         public readonly List<int> Output = new(256);
-        public readonly List<Fragment> FragmentsA = new(8), FragmentsB = new(8);
+        public readonly List<TextFragment> FragmentsA = new(8), FragmentsB = new(8);
 
         public char[] RentText(int n)
         {
