@@ -14,4 +14,5 @@ root.Subcommands.Add(QuantizeCommand.Create());
 root.Subcommands.Add(SynthCommand.Create());
 root.Subcommands.Add(ChatCommand.Create());
 root.Subcommands.Add(InfillCommand.Create());
+root.Subcommands.Add(ServeCommand.Create());
 return root.Parse(args).Invoke();
