@@ -59,6 +59,7 @@ namespace Cria.Tests.Differential;
 /// accumulation to F16, which moves F32-weight logits by ~7e-4 relative; Cria implements the
 /// non-flash path.</para>
 /// </summary>
+[Xunit.Collection(Cria.Tests.Differential.LlamaCppCollection.Name)]
 public sealed class LlamaCppDifferentialTests : IDisposable
 {
     private readonly ITestOutputHelper _out;

@@ -56,6 +56,7 @@ namespace Cria.Tests.Quantization;
 /// llama.cpp (avx2 instead of avx512) whose kernels sum in another order; these seeds (21, 22)
 /// measure ≤ 2.1e-3 here. A wrong scale, layout or dequantization moves logits by tens of percent.</para>
 /// </summary>
+[Xunit.Collection(Cria.Tests.Differential.LlamaCppCollection.Name)]
 public sealed class QuantizedDifferentialTests : IClassFixture<QuantizedDifferentialTests.Models>
 {
     /// <summary>The two F32 models and their quantized files, made once for the class.</summary>

@@ -12,6 +12,7 @@ namespace Cria.Tests.Tokenizers;
 /// vocabulary GGUF that HfTokenizerConverter wrote (plus dummy Llama 3 8B hyperparameters, which llama.cpp needs even
 /// for a vocabulary-only load). Skipped when the native library cannot be loaded.
 /// </summary>
+[Xunit.Collection(Cria.Tests.Differential.LlamaCppCollection.Name)]
 public class NativeLlama3TokenizerTests
 {
     private static readonly string[] Pool =

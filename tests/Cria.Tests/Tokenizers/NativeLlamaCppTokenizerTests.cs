@@ -12,6 +12,7 @@ namespace Cria.Tests.Tokenizers;
 /// newer builds force a user-defined "&lt;/s&gt;" such as Phi-3's to CONTROL). Skipped when the native library
 /// cannot be loaded.
 /// </summary>
+[Xunit.Collection(Cria.Tests.Differential.LlamaCppCollection.Name)]
 public class NativeLlamaCppTokenizerTests
 {
     private static readonly string[] Pool =
