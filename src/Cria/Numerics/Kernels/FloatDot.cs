@@ -273,6 +273,40 @@ public static unsafe class FloatDot
         output[outStride + 2] = QuantDot.HorizontalSum(a21); output[outStride + 3] = QuantDot.HorizontalSum(a31);
     }
 
+    /// <summary>
+    /// Blocked-order tile: four rows of x (stride <paramref name="xStride"/> floats) against three rows
+    /// of y (stride <paramref name="yStride"/>); results to out[c*outStride + r]. Each x vector is loaded
+    /// once for three products; every output keeps its own accumulator in ascending order. n % 8 == 0.
+    /// </summary>
+    internal static void BlockedTile4x3(float* x, nint xStride, float* y, nint yStride, int n, float* output, nint outStride)
+    {
+        Vector256<float> a00 = default, a10 = default, a20 = default, a30 = default;
+        Vector256<float> a01 = default, a11 = default, a21 = default, a31 = default;
+        Vector256<float> a02 = default, a12 = default, a22 = default, a32 = default;
+        float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
+        float* y0 = y, y1 = y + yStride, y2 = y + 2 * yStride;
+        for (int i = 0; i < n; i += 8)
+        {
+            Vector256<float> b0 = Avx.LoadVector256(y0 + i), b1 = Avx.LoadVector256(y1 + i), b2 = Avx.LoadVector256(y2 + i);
+            Vector256<float> v = Avx.LoadVector256(x0 + i);
+            a00 = Fma.MultiplyAdd(v, b0, a00); a01 = Fma.MultiplyAdd(v, b1, a01); a02 = Fma.MultiplyAdd(v, b2, a02);
+            v = Avx.LoadVector256(x1 + i);
+            a10 = Fma.MultiplyAdd(v, b0, a10); a11 = Fma.MultiplyAdd(v, b1, a11); a12 = Fma.MultiplyAdd(v, b2, a12);
+            v = Avx.LoadVector256(x2 + i);
+            a20 = Fma.MultiplyAdd(v, b0, a20); a21 = Fma.MultiplyAdd(v, b1, a21); a22 = Fma.MultiplyAdd(v, b2, a22);
+            v = Avx.LoadVector256(x3 + i);
+            a30 = Fma.MultiplyAdd(v, b0, a30); a31 = Fma.MultiplyAdd(v, b1, a31); a32 = Fma.MultiplyAdd(v, b2, a32);
+        }
+        output[0] = QuantDot.HorizontalSum(a00); output[1] = QuantDot.HorizontalSum(a10);
+        output[2] = QuantDot.HorizontalSum(a20); output[3] = QuantDot.HorizontalSum(a30);
+        output += outStride;
+        output[0] = QuantDot.HorizontalSum(a01); output[1] = QuantDot.HorizontalSum(a11);
+        output[2] = QuantDot.HorizontalSum(a21); output[3] = QuantDot.HorizontalSum(a31);
+        output += outStride;
+        output[0] = QuantDot.HorizontalSum(a02); output[1] = QuantDot.HorizontalSum(a12);
+        output[2] = QuantDot.HorizontalSum(a22); output[3] = QuantDot.HorizontalSum(a32);
+    }
+
     /// <summary>Blocked-order tile: four rows of x against one row of y → out[0..3].</summary>
     internal static void BlockedTile4x1(float* x, nint xStride, float* y, int n, float* output)
     {

@@ -155,7 +155,7 @@ public sealed unsafe class MatMul : IDisposable
         rowsPerChunk = Math.Max(4, rowsPerChunk & ~3);
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
-        batchTile = Math.Max(1, batchTile & ~1);
+        batchTile = batchTile >= 3 ? batchTile / 3 * 3 : Math.Max(1, batchTile & ~1); // whole 4×3 / 2×2 tiles
 
         if (blocked && t != GgmlType.F32) EnsureThreadScratch((long)rowsPerChunk * cols);
 
@@ -363,6 +363,21 @@ public sealed unsafe class MatMul : IDisposable
             {
                 int b1 = Math.Min(Batch, b0 + BatchTile);
                 int r = r0;
+                // 4×3 register tiles; leftover activation rows of a 4-row group go to 2×2 / 4×1.
+                for (; r + 4 <= r1; r += 4)
+                {
+                    byte* wr = w + r * wStride;
+                    int b = b0;
+                    for (; b + 3 <= b1; b += 3)
+                        QuantDot.Tile4x3Avx2<TW>(wr, wStride, a + b * aStride, aStride, blocks, y + b * rows + r, rows);
+                    if (b + 2 <= b1)
+                    {
+                        QuantDot.Tile2x2Avx2<TW>(wr, wStride, a + b * aStride, aStride, blocks, y + b * rows + r, rows);
+                        QuantDot.Tile2x2Avx2<TW>(wr + 2 * wStride, wStride, a + b * aStride, aStride, blocks, y + b * rows + r + 2, rows);
+                    }
+                    else if (b < b1)
+                        QuantDot.Rows4Avx2<TW>(wr, wStride, a + b * aStride, blocks, y + b * rows + r);
+                }
                 for (; r + 2 <= r1; r += 2)
                 {
                     byte* wr = w + r * wStride;
@@ -481,6 +496,8 @@ public sealed unsafe class MatMul : IDisposable
                 {
                     float* wr = wf + (nint)(r - r0) * wStride;
                     int b = b0;
+                    for (; b + 3 <= b1; b += 3)
+                        FloatDot.BlockedTile4x3(wr, wStride, a + (nint)b * cols, cols, cols, y + b * rows + r, rows);
                     for (; b + 2 <= b1; b += 2)
                         FloatDot.BlockedTile4x2(wr, wStride, a + (nint)b * cols, cols, cols, y + b * rows + r, rows);
                     if (b < b1)

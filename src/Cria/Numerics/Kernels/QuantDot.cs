@@ -171,11 +171,12 @@ public static unsafe class QuantDot
         {
             Vector256<sbyte> av = Avx.LoadVector256((sbyte*)(a + 2));
             Vector256<int> bias = TW.Bias(av);
-            float da = half[*(ushort*)a];
-            acc0 = Fma.MultiplyAdd(Vector256.Create(half[*(ushort*)w0] * da), TW.Products(w0, av, bias), acc0);
-            acc1 = Fma.MultiplyAdd(Vector256.Create(half[*(ushort*)w1] * da), TW.Products(w1, av, bias), acc1);
-            acc2 = Fma.MultiplyAdd(Vector256.Create(half[*(ushort*)w2] * da), TW.Products(w2, av, bias), acc2);
-            acc3 = Fma.MultiplyAdd(Vector256.Create(half[*(ushort*)w3] * da), TW.Products(w3, av, bias), acc3);
+            // Broadcast loads and a vector product: the same float product as d_w·d_a in scalar.
+            Vector256<float> da = Vector256.Create(half[*(ushort*)a]);
+            acc0 = Fma.MultiplyAdd(Avx.Multiply(Vector256.Create(half[*(ushort*)w0]), da), TW.Products(w0, av, bias), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.Multiply(Vector256.Create(half[*(ushort*)w1]), da), TW.Products(w1, av, bias), acc1);
+            acc2 = Fma.MultiplyAdd(Avx.Multiply(Vector256.Create(half[*(ushort*)w2]), da), TW.Products(w2, av, bias), acc2);
+            acc3 = Fma.MultiplyAdd(Avx.Multiply(Vector256.Create(half[*(ushort*)w3]), da), TW.Products(w3, av, bias), acc3);
             a += Q8_0Format.BlockBytes;
             w0 += TW.BlockBytes; w1 += TW.BlockBytes; w2 += TW.BlockBytes; w3 += TW.BlockBytes;
         }
@@ -215,6 +216,61 @@ public static unsafe class QuantDot
         y[1] = HorizontalSum(acc10);
         y[yStride] = HorizontalSum(acc01);
         y[yStride + 1] = HorizontalSum(acc11);
+    }
+
+    /// <summary>
+    /// Four weight rows (stride <paramref name="wStride"/> bytes) · three activation rows (stride
+    /// <paramref name="aStride"/>): results to y[c*yStride + r]. Each weight block is unpacked once
+    /// per block step and meets all three activation blocks; every output still has its own
+    /// accumulator and sees the blocks in ascending order, so the bits equal the single dot's.
+    /// </summary>
+    internal static void Tile4x3Avx2<TW>(byte* w, nint wStride, byte* a, nint aStride, int blocks, float* y, nint yStride) where TW : struct, IQ8Weights
+    {
+        float* half = Fp16Format.Table;
+        Vector256<float> c00 = default, c10 = default, c20 = default, c30 = default;
+        Vector256<float> c01 = default, c11 = default, c21 = default, c31 = default;
+        Vector256<float> c02 = default, c12 = default, c22 = default, c32 = default;
+        byte* w0 = w, w1 = w + wStride, w2 = w + 2 * wStride, w3 = w + 3 * wStride;
+        byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride;
+        for (int i = 0; i < blocks; i++)
+        {
+            Vector256<byte> u0 = TW.Unpack(w0), u1 = TW.Unpack(w1), u2 = TW.Unpack(w2), u3 = TW.Unpack(w3);
+            // Scales as broadcast loads and a vector product: the same float product as d_w·d_a in scalar.
+            Vector256<float> d0 = Vector256.Create(half[*(ushort*)w0]), d1 = Vector256.Create(half[*(ushort*)w1]);
+            Vector256<float> d2 = Vector256.Create(half[*(ushort*)w2]), d3 = Vector256.Create(half[*(ushort*)w3]);
+
+            Vector256<sbyte> x = Avx.LoadVector256((sbyte*)(a0 + 2));
+            Vector256<int> b = TW.Bias(x);
+            Vector256<float> da = Vector256.Create(half[*(ushort*)a0]);
+            c00 = Fma.MultiplyAdd(Avx.Multiply(d0, da), TW.Products(u0, x, b), c00);
+            c10 = Fma.MultiplyAdd(Avx.Multiply(d1, da), TW.Products(u1, x, b), c10);
+            c20 = Fma.MultiplyAdd(Avx.Multiply(d2, da), TW.Products(u2, x, b), c20);
+            c30 = Fma.MultiplyAdd(Avx.Multiply(d3, da), TW.Products(u3, x, b), c30);
+
+            x = Avx.LoadVector256((sbyte*)(a1 + 2));
+            b = TW.Bias(x);
+            da = Vector256.Create(half[*(ushort*)a1]);
+            c01 = Fma.MultiplyAdd(Avx.Multiply(d0, da), TW.Products(u0, x, b), c01);
+            c11 = Fma.MultiplyAdd(Avx.Multiply(d1, da), TW.Products(u1, x, b), c11);
+            c21 = Fma.MultiplyAdd(Avx.Multiply(d2, da), TW.Products(u2, x, b), c21);
+            c31 = Fma.MultiplyAdd(Avx.Multiply(d3, da), TW.Products(u3, x, b), c31);
+
+            x = Avx.LoadVector256((sbyte*)(a2 + 2));
+            b = TW.Bias(x);
+            da = Vector256.Create(half[*(ushort*)a2]);
+            c02 = Fma.MultiplyAdd(Avx.Multiply(d0, da), TW.Products(u0, x, b), c02);
+            c12 = Fma.MultiplyAdd(Avx.Multiply(d1, da), TW.Products(u1, x, b), c12);
+            c22 = Fma.MultiplyAdd(Avx.Multiply(d2, da), TW.Products(u2, x, b), c22);
+            c32 = Fma.MultiplyAdd(Avx.Multiply(d3, da), TW.Products(u3, x, b), c32);
+
+            w0 += TW.BlockBytes; w1 += TW.BlockBytes; w2 += TW.BlockBytes; w3 += TW.BlockBytes;
+            a0 += Q8_0Format.BlockBytes; a1 += Q8_0Format.BlockBytes; a2 += Q8_0Format.BlockBytes;
+        }
+        y[0] = HorizontalSum(c00); y[1] = HorizontalSum(c10); y[2] = HorizontalSum(c20); y[3] = HorizontalSum(c30);
+        y += yStride;
+        y[0] = HorizontalSum(c01); y[1] = HorizontalSum(c11); y[2] = HorizontalSum(c21); y[3] = HorizontalSum(c31);
+        y += yStride;
+        y[0] = HorizontalSum(c02); y[1] = HorizontalSum(c12); y[2] = HorizontalSum(c22); y[3] = HorizontalSum(c32);
     }
 
     /// <summary>One weight row · two activation rows → y[0], y[yStride].</summary>
@@ -266,7 +322,13 @@ internal unsafe interface IQ8Weights
     static abstract Vector256<float> Products(byte* block, Vector256<sbyte> a, Vector256<int> bias);
 }
 
-/// <summary>Q8_0 weights: ggml's sign trick, |w| · (a · sign w), keeps the unsigned operand in range even for w = -128.</summary>
+/// <summary>
+/// Q8_0 weights. Without AVX-VNNI: ggml's sign trick, |w| · (a · sign w), keeps the unsigned operand
+/// in range even for w = -128. With AVX-VNNI (vpdpbusd accumulates in 32 bits, nothing saturates):
+/// the weights are offset to unsigned codes w + 128 and Σ w·a = Σ (w+128)·a - 128·Σa, with -128·Σa
+/// formed once per activation block — one instruction per weight row and block instead of three.
+/// Either way the integer lane sums are ggml's, so the floats are too.
+/// </summary>
 internal unsafe struct Q8Weights : IQ8Weights
 {
     public static int BlockBytes => Q8_0Format.BlockBytes;
@@ -278,14 +340,22 @@ internal unsafe struct Q8Weights : IQ8Weights
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<int> Bias(Vector256<sbyte> a) => default;
+    public static Vector256<int> Bias(Vector256<sbyte> a) =>
+        AvxVnni.IsSupported
+            ? Avx2.Subtract(Vector256<int>.Zero, AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Vector256.Create((byte)128), a))
+            : default;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<byte> Unpack(byte* block) => Avx.LoadVector256(block + 2);
+    public static Vector256<byte> Unpack(byte* block) =>
+        AvxVnni.IsSupported
+            ? Avx2.Xor(Avx.LoadVector256(block + 2), Vector256.Create((byte)0x80))
+            : Avx.LoadVector256(block + 2);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Products(Vector256<byte> unpacked, Vector256<sbyte> a, Vector256<int> bias)
     {
+        if (AvxVnni.IsSupported)
+            return Avx.ConvertToVector256Single(AvxVnni.MultiplyWideningAndAdd(bias, unpacked, a));
         Vector256<sbyte> w = unpacked.AsSByte();
         return QuantDot.LaneSums(Avx2.Abs(w), w, a);
     }
