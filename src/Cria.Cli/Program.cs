@@ -1,7 +1,7 @@
 using System.CommandLine;
 using Cria.Cli.Commands;
 
-var root = new RootCommand("cria — Llama models in pure C#: run, inspect and tokenize GGUF files");
+var root = new RootCommand("cria — Llama models in pure C#: run, chat, serve, inspect, convert, quantize and benchmark GGUF models");
 root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
