@@ -64,7 +64,7 @@ internal static class QuantizeCommand
     private static GgmlType? ParseTensorType(string? name, string option)
     {
         if (name is null) return null;
-        if (!GgmlTypeInfo.TryParse(name, out var type) || !ModelQuantizer.CanEncode(type))
+        if (!GgmlTypeInfo.TryParse(name, out var type) || !Cria.Numerics.Formats.RowEncoder.CanEncode(type))
             throw new CliException($"{option}: unsupported tensor type '{name}' (use f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl or iq4_xs)");
         return type;
     }

@@ -459,14 +459,7 @@ public static class HfModelConverter
             var v = new ReadOnlySpan<float>(values, 0, n * cols);
             int byteCount = (int)GgmlTypeInfo.RowBytes(type, cols) * n;
             var dst = bytes.AsSpan(0, byteCount);
-            switch (type)
-            {
-                case GgmlType.F32: System.Runtime.InteropServices.MemoryMarshal.AsBytes(v).CopyTo(dst); break;
-                case GgmlType.F16: Fp16Format.Quantize(v, dst); break;
-                case GgmlType.BF16: Bf16Format.Quantize(v, dst); break;
-                case GgmlType.Q8_0: Q8_0Format.Quantize(v, dst); break;
-                default: throw new ArgumentException($"cannot write {GgmlTypeInfo.Name(type)}");
-            }
+            RowEncoder.Encode(type, v, dst);
             s.Write(dst);
         }
     }

@@ -141,7 +141,7 @@ public static class Llama2cConverter
             var type = outputType;
             if (cols % GgmlTypeInfo.BlockSize(type) != 0) type = GgmlType.F16;
             var values = new ReadOnlySpan<float>(src, (int)start, cols * rows).ToArray();
-            w.AddTensor(name, type, new long[] { cols, rows }, Encode(values, type));
+            w.AddTensor(name, type, new long[] { cols, rows }, RowEncoder.Encode(type, values, cols));
         }
         void Vector(string name, float[] src, long start, int n) =>
             w.AddTensor(name, new ReadOnlySpan<float>(src, (int)start, n).ToArray(), new long[] { n });
@@ -164,19 +164,5 @@ public static class Llama2cConverter
             progress?.Report($"layer {l + 1}/{L}");
         }
         w.Write(output);
-    }
-
-    private static byte[] Encode(float[] values, GgmlType type)
-    {
-        var bytes = new byte[GgmlTypeInfo.RowBytes(type, values.Length)];
-        switch (type)
-        {
-            case GgmlType.F32: Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length); break;
-            case GgmlType.F16: Fp16Format.Quantize(values, bytes); break;
-            case GgmlType.BF16: Bf16Format.Quantize(values, bytes); break;
-            case GgmlType.Q8_0: Q8_0Format.Quantize(values, bytes); break;
-            default: throw new ArgumentException($"cannot write {GgmlTypeInfo.Name(type)}");
-        }
-        return bytes;
     }
 }

@@ -165,17 +165,7 @@ public static class SyntheticModel
     {
         var values = new float[(long)cols * rows];
         for (long i = 0; i < values.LongLength; i++) values[i] = MatrixStd * rng.Next();
-        var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols) * rows];
-        switch (type)
-        {
-            case GgmlType.F32: Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length); break;
-            case GgmlType.F16: Fp16Format.Quantize(values, bytes); break;
-            case GgmlType.BF16: Bf16Format.Quantize(values, bytes); break;
-            case GgmlType.Q8_0: Q8_0Format.Quantize(values, bytes); break;
-            case GgmlType.Q4_0: Q4_0Format.Quantize(values, bytes); break;
-            default: throw new ArgumentException($"unsupported weight type {GgmlTypeInfo.Name(type)}", nameof(type));
-        }
-        return bytes;
+        return RowEncoder.Encode(type, values, cols);
     }
 
     /// <summary>A norm weight vector: 1 + N(0, NormStd²), always F32 (as llama.cpp's converters store norms).</summary>

@@ -161,7 +161,7 @@ public static class ModelQuantizer
                             Interlocked.CompareExchange(ref badRow, first + r, -1);
                             break;
                         }
-                        EncodeRow(type, row, new Span<byte>(d0 + r * dstRowBytes, (int)dstRowBytes));
+                        RowEncoder.Encode(type, row, new Span<byte>(d0 + r * dstRowBytes, (int)dstRowBytes));
                     }
                     return row;
                 }, _ => { });
@@ -206,36 +206,6 @@ public static class ModelQuantizer
                     MatMul.GetRow(w, 0, dst);
                     break;
             }
-        }
-    }
-
-    /// <summary>True for the types <see cref="EncodeRow"/> can write.</summary>
-    public static bool CanEncode(GgmlType type) =>
-        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1
-            or GgmlType.Q8_0 or GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K
-            or GgmlType.IQ4_NL or GgmlType.IQ4_XS;
-
-    /// <summary>Encodes one row with ggml's reference routine for <paramref name="type"/> (what ggml_quantize_chunk runs).</summary>
-    internal static void EncodeRow(GgmlType type, ReadOnlySpan<float> x, Span<byte> y)
-    {
-        switch (type)
-        {
-            case GgmlType.F32: MemoryMarshal.AsBytes(x).CopyTo(y); break;
-            case GgmlType.F16: Fp16Format.Quantize(x, y); break;
-            case GgmlType.BF16: Bf16Format.Quantize(x, y); break;
-            case GgmlType.Q4_0: Q4_0Format.Quantize(x, y); break;
-            case GgmlType.Q4_1: Q4_1Format.Quantize(x, y); break;
-            case GgmlType.Q5_0: Q5_0Format.Quantize(x, y); break;
-            case GgmlType.Q5_1: Q5_1Format.Quantize(x, y); break;
-            case GgmlType.Q8_0: Q8_0Format.Quantize(x, y); break;
-            case GgmlType.Q2_K: Q2_KFormat.Quantize(x, y); break;
-            case GgmlType.Q3_K: Q3_KFormat.Quantize(x, y); break;
-            case GgmlType.Q4_K: Q4_KFormat.Quantize(x, y); break;
-            case GgmlType.Q5_K: Q5_KFormat.Quantize(x, y); break;
-            case GgmlType.Q6_K: Q6_KFormat.Quantize(x, y); break;
-            case GgmlType.IQ4_NL: IQ4_NLFormat.Quantize(x, y); break;
-            case GgmlType.IQ4_XS: IQ4_XSFormat.Quantize(x, y); break;
-            default: throw new QuantizationException($"quantizing to {GgmlTypeInfo.Name(type)} is not supported");
         }
     }
 }

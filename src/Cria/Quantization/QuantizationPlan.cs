@@ -228,7 +228,7 @@ public sealed class QuantizationPlan
         if (o.TokenEmbeddingType is { } te && t.Name == "token_embd.weight") { type = te; fallback = null; }
         if (o.OutputTensorType is { } ot && t.Name == "output.weight") { type = ot; fallback = null; }
         if (type == t.Type) return new TensorPlan(t, t.Type, false, null);
-        if (!ModelQuantizer.CanEncode(type))
+        if (!Cria.Numerics.Formats.RowEncoder.CanEncode(type))
             throw new QuantizationException($"tensor {t.Name}: converting to {GgmlTypeInfo.Name(type)} is not supported");
 
         long cols = t.Dimensions[0];
