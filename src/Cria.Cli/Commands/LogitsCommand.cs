@@ -40,9 +40,7 @@ internal static class LogitsCommand
             using var context = llama.CreateContext(new ContextOptions { ContextSize = ctxSize, KvCacheType = kvType, BatchSize = Math.Max(tokens.Length, 1) });
             int V = llama.Config.VocabularySize;
             float[] logits;
-            int firstRow;
-            if (r.GetValue(all)) { logits = context.EvaluateAll(tokens); firstRow = 0; }
-            else { logits = context.Evaluate(tokens).ToArray(); firstRow = tokens.Length - 1; }
+            logits = r.GetValue(all) ? context.EvaluateAll(tokens) : context.Evaluate(tokens).ToArray();
 
             using var json = new Utf8JsonWriter(CliErrors.StandardOutput);
             json.WriteStartObject();
@@ -62,7 +60,6 @@ internal static class LogitsCommand
             json.Flush();
             CliErrors.StandardOutput.Write("\n"u8);
             CliErrors.StandardOutput.Flush();
-            _ = firstRow;
             return 0;
         }));
         return cmd;

@@ -22,7 +22,6 @@ public class CliTests
     [SkippableFact]
     public void RunGreedyPrintsLlamaCppsContinuation()
     {
-        var golden = GoldenData.Load(RefData.Require("stories260K/golden-f32-kvf32.json")).Single(c => c.Name == "once_upon_a_time");
         var r = CliRunner.Run("run", "-m", Stories(), "-p", "Once upon a time", "-n", "64", "--temp", "0", "--kv-type", "f32", "-t", "2");
         Assert.Equal(0, r.ExitCode);
         // Teacher-forced logits agree to 1e-3 (GoldenLogitsTests); here the free-running greedy text
@@ -33,7 +32,6 @@ public class CliTests
         Assert.Equal(expected, r.StdoutBytes);
         Assert.Contains("tok/s", r.Stderr);
         Assert.Contains("generated 64 tokens", r.Stderr);
-        Assert.Equal(64, golden.GeneratedTokens.Length);
     }
 
     [SkippableFact]

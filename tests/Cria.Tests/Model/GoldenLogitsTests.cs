@@ -21,9 +21,10 @@ public class GoldenLogitsTests
     /// Evaluates every golden prompt in one batch and compares all rows; feeds the golden tokens
     /// back (teacher forcing) and compares every generation row; and separately runs free greedy
     /// decoding, whose tokens must equal llama.cpp's up to the first step whose golden top-2 margin
-    /// is below <paramref name="nearTie"/> (there a rounding-level difference may pick the other token).
+    /// is below <paramref name="nearTie"/>(largest measured difference) — there a difference of that
+    /// size may pick the other token. One model load, one pass over the logits.
     /// </summary>
-    private static Result Compare(string model, string golden, KvCacheType kv, float nearTie)
+    private static Result Compare(string model, string golden, KvCacheType kv, Func<float, float> nearTie)
     {
         var cases = GoldenData.Load(RefData.Require(golden));
         using var llama = LlamaModel.Load(RefData.Require(model), new ModelOptions { Threads = 2 });
@@ -59,9 +60,14 @@ public class GoldenLogitsTests
                     }
                 }
             }
+        }
 
-            // Free-running greedy decoding, as llama.cpp generated the golden tokens.
-            int tie = GoldenData.FirstNearTie(c, nearTie);
+        // Free-running greedy decoding, as llama.cpp generated the golden tokens.
+        float margin = nearTie(Math.Max(maxPrompt, maxGen));
+        foreach (var c in cases)
+        {
+            int V = llama.Config.VocabularySize;
+            int tie = GoldenData.FirstNearTie(c, margin);
             using (var ctx = llama.CreateContext(new ContextOptions { ContextSize = 512, BatchSize = 512, KvCacheType = kv }))
             {
                 var logitsRow = ctx.Evaluate(c.Tokens).ToArray();
@@ -111,7 +117,7 @@ public class GoldenLogitsTests
         // F32 weights and cache: the same float operations as llama.cpp (the kernels follow ggml's
         // summation order), so the logits agree to a few float ulps; the issue asks for 1e-3.
         // Near-tie: refdata reports a 0.0023 margin where rounding alone flips the choice.
-        var r = Compare("stories260K/stories260K-f32.gguf", "stories260K/golden-f32-kvf32.json", KvCacheType.F32, nearTie: 0.01f);
+        var r = Compare("stories260K/stories260K-f32.gguf", "stories260K/golden-f32-kvf32.json", KvCacheType.F32, nearTie: _ => 0.01f);
         Report("f32/kv f32", r);
         Assert.True(r.MaxPromptDiff < 1e-3f, $"prompt logits differ by {r.MaxPromptDiff}");
         Assert.True(r.MaxGenDiff < 1e-3f, $"generation logits differ by {r.MaxGenDiff}");
@@ -128,9 +134,11 @@ public class GoldenLogitsTests
     /// because llama.cpp's repacked q4_0_8x8 kernels sum in another order). From that row on the
     /// step propagates. A flip is one of the many roundings whose total effect is llama.cpp's own
     /// change between this precision and F32 (<see cref="PrecisionEffect"/>), so we require every
-    /// difference to stay below that effect, and the mean difference below half of its mean.
-    /// This bounds Cria's error by the precision's own noise; it cannot see errors smaller than
-    /// that, which is why the F32 test above and the bit-exact kernel tests carry the tight checks.
+    /// difference to stay below that effect. This is an argument, not a proof, and it is not tight:
+    /// the F16 file uses 86% of it (0.0215 of 0.025), Q8_0 24%, Q4_0 7%. It bounds Cria's error by
+    /// the precision's own noise and cannot see errors smaller than that, which is why the F32 test
+    /// above and the bit-exact kernel tests carry the tight checks. (The mean difference is
+    /// reported but not asserted: no bound for it follows from the arithmetic.)
     /// Free greedy tokens must agree until the golden margin is below twice the largest difference
     /// measured for this file (only there can a difference of that size change the argmax).
     /// </summary>
@@ -144,12 +152,10 @@ public class GoldenLogitsTests
         var effect = PrecisionEffect($"stories260K/golden-{golden}.json");
         float tolerance = effect.Max;
         string modelPath = $"stories260K/stories260K-{model}.gguf", goldenPath = $"stories260K/golden-{golden}.json";
-        var first = Compare(modelPath, goldenPath, KvCacheType.F16, nearTie: float.PositiveInfinity);
-        var r = Compare(modelPath, goldenPath, KvCacheType.F16, nearTie: 2 * Math.Max(first.MaxPromptDiff, first.MaxGenDiff));
+        var r = Compare(modelPath, goldenPath, KvCacheType.F16, nearTie: measured => 2 * measured);
         Report($"{model} ({golden}); llama.cpp's own precision effect max {effect.Max:G3}, mean {effect.Mean:G3}", r);
         Assert.True(r.MaxPromptDiff < tolerance, $"prompt logits differ by {r.MaxPromptDiff} (tolerance {tolerance})");
         Assert.True(r.MaxGenDiff < tolerance, $"generation logits differ by {r.MaxGenDiff} (tolerance {tolerance})");
-        Assert.True(r.MeanPromptDiff < effect.Mean / 2, $"mean prompt difference {r.MeanPromptDiff} (limit {effect.Mean / 2})");
         Assert.Equal(r.Compared, r.GreedyAgree);
         Assert.True(r.Compared > 0, "no greedy step before the first near-tie");
     }
