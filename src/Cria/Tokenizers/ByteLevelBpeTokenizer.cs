@@ -20,15 +20,12 @@ namespace Cria.Tokenizers;
 /// </list>
 /// Words are cached (text → ids), so repeated words cost a dictionary lookup. Instances are thread-safe.
 /// </summary>
-public sealed class ByteLevelBpeTokenizer : ITokenizer
+public sealed class ByteLevelBpeTokenizer : TokenizerBase
 {
     private const int MaxCachedWordLength = 64;
     private const int CacheLimit = 1 << 17;
 
     private readonly Vocabulary _vocab;
-    private readonly byte[][] _pieces;        // token_to_piece(special: true)
-    private readonly byte[][] _plainPieces;   // token_to_piece(special: false)
-    private readonly SpecialTokenPartition _partition;
     private readonly int[] _byteSymbol = new int[256]; // symbol id of each single-byte piece
     private readonly int[] _asciiToken = new int[128]; // token of a one-character ASCII text, or -1
     private readonly Dictionary<long, long> _merges;   // (left id, right id) -> (rank << 32) | merged id
@@ -62,30 +59,14 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
     }
 
     private ByteLevelBpeTokenizer(Vocabulary vocabulary, (BpePreTokenizerKind Kind, bool IgnoreMerges) pre)
+        : base(Checked(vocabulary), MakePiece)
     {
-        ArgumentNullException.ThrowIfNull(vocabulary);
-        if (vocabulary.Model != "gpt2")
-            throw new ArgumentException(
-                $"ByteLevelBpeTokenizer handles tokenizer.ggml.model 'gpt2', not '{vocabulary.Model}'", nameof(vocabulary));
-        if (vocabulary.Merges is null)
-            throw new ArgumentException("the vocabulary has no BPE merges", nameof(vocabulary));
         _vocab = vocabulary;
         PreTokenizer = pre.Kind;
         IgnoreMerges = pre.IgnoreMerges;
         _cacheLookup = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
 
-        int n = vocabulary.Count;
-        _pieces = new byte[n][];
-        _plainPieces = new byte[n][];
-        for (int id = 0; id < n; id++)
-        {
-            TokenType type = vocabulary.GetTokenType(id);
-            byte[] piece = MakePiece(vocabulary.GetToken(id), type);
-            _pieces[id] = piece;
-            _plainPieces[id] = type is TokenType.Control or TokenType.Unknown ? [] : piece;
-        }
 
-        _partition = new SpecialTokenPartition(vocabulary);
 
         for (int c = 0; c < 128; c++)
             _asciiToken[c] = vocabulary.TryGetId(((char)c).ToString(), out int t) ? t : -1;
@@ -165,11 +146,21 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         return (kind, ignore);
     }
 
-    public Vocabulary Vocabulary => _vocab;
 
     private static long Key(int left, int right) => ((long)left << 32) | (uint)right;
 
     // llama_token_to_piece for BPE, without lstrip
+    private static Vocabulary Checked(Vocabulary vocabulary)
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        if (vocabulary.Model != "gpt2")
+            throw new ArgumentException(
+                $"ByteLevelBpeTokenizer handles tokenizer.ggml.model 'gpt2', not '{vocabulary.Model}'", nameof(vocabulary));
+        if (vocabulary.Merges is null)
+            throw new ArgumentException("the vocabulary has no BPE merges", nameof(vocabulary));
+        return vocabulary;
+    }
+
     private static byte[] MakePiece(string text, TokenType type)
     {
         switch (type)
@@ -215,56 +206,22 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         return [.. output];
     }
 
+
     /// <inheritdoc/>
-    public byte[] TokenToPiece(int id, bool special = true)
+    protected override void EncodeText(string text, bool parseSpecial, List<int> result)
     {
-        if (!_vocab.IsValidId(id))
-            throw new ArgumentOutOfRangeException(nameof(id), id, $"token id must be in [0, {_vocab.Count})");
-        return special ? _pieces[id] : _plainPieces[id];
-    }
-
-    /// <inheritdoc/>
-    public string Decode(IEnumerable<int> ids, bool removeSpecial = false, bool unparseSpecial = true) =>
-        Encoding.UTF8.GetString(DecodeToBytes(ids, removeSpecial, unparseSpecial));
-
-    /// <summary>llama_detokenize's raw bytes (see <see cref="Decode"/>), before UTF-8 decoding.</summary>
-    public byte[] DecodeToBytes(IEnumerable<int> ids, bool removeSpecial = false, bool unparseSpecial = true) =>
-        Detokenization.Detokenize(this, Detokenization.AsSpan(ids), removeSpecial, unparseSpecial);
-
-    /// <inheritdoc/>
-    public int[] Encode(string text, bool addSpecial = true, bool parseSpecial = false)
-    {
-        ArgumentNullException.ThrowIfNull(text);
-        text = ReplaceLoneSurrogates(text);
-
         Session session = t_session ?? new Session();
         t_session = null; // not shared with a re-entrant call on this thread
         try
         {
             List<int> output = session.Output;
             output.Clear();
-
-            if (addSpecial && _vocab.AddBos)
+            foreach (TextFragment f in Partition.Split(text, parseSpecial, session.FragmentsA, session.FragmentsB))
             {
-                if (_vocab.Bos < 0) throw new InvalidOperationException("the vocabulary asks for a BOS token but has none");
-                output.Add(_vocab.Bos);
+                if (f.Token >= 0) output.Add(f.Token);
+                else TokenizeFragment(text.AsSpan(f.Offset, f.Length), session);
             }
-
-            if (text.Length > 0)
-            {
-                foreach (TextFragment f in _partition.Split(text, parseSpecial, session.FragmentsA, session.FragmentsB))
-                {
-                    if (f.Token >= 0) output.Add(f.Token);
-                    else TokenizeFragment(text.AsSpan(f.Offset, f.Length), session);
-                }
-            }
-
-            if (addSpecial && _vocab.AddEos)
-            {
-                if (_vocab.Eos < 0) throw new InvalidOperationException("the vocabulary asks for an EOS token but has none");
-                output.Add(_vocab.Eos);
-            }
-            return output.ToArray();
+            result.AddRange(output);
         }
         finally
         {
@@ -405,19 +362,6 @@ public sealed class ByteLevelBpeTokenizer : ITokenizer
         queue.Push(new Bigram(left, right, l, r, (int)(entry & 0xFFFFFFFF), (rank << 32) | (uint)left));
     }
 
-    // A C# string can hold unpaired surrogates; UTF-8 conversion (as llama.cpp sees the text) makes them U+FFFD.
-    private static string ReplaceLoneSurrogates(string text)
-    {
-        int i = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF');
-        if (i < 0) return text;
-        for (; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) { i++; continue; }
-            if (char.IsSurrogate(c)) return Encoding.UTF8.GetString(Encoding.UTF8.GetBytes(text));
-        }
-        return text;
-    }
 
 
     private struct Symbol

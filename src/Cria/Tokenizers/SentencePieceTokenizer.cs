@@ -17,36 +17,20 @@ namespace Cria.Tokenizers;
 /// </list>
 /// Instances are immutable and thread-safe.
 /// </summary>
-public sealed class SentencePieceTokenizer : ITokenizer
+public sealed class SentencePieceTokenizer : TokenizerBase
 {
     private const char SpaceEscape = '\u2581';
 
     private readonly Vocabulary _vocab;
-    private readonly byte[][] _pieces;        // token_to_piece(special: true)
-    private readonly byte[][] _plainPieces;   // token_to_piece(special: false)
     private readonly int[] _byteTokens = new int[256];
-    private readonly SpecialTokenPartition _partition;
 
     [ThreadStatic] private static Session? t_session;
 
     public SentencePieceTokenizer(Vocabulary vocabulary)
+        : base(Checked(vocabulary), MakePiece)
     {
-        ArgumentNullException.ThrowIfNull(vocabulary);
-        if (vocabulary.Model != "llama")
-            throw new ArgumentException(
-                $"SentencePieceTokenizer handles tokenizer.ggml.model 'llama', not '{vocabulary.Model}'", nameof(vocabulary));
         _vocab = vocabulary;
 
-        int n = vocabulary.Count;
-        _pieces = new byte[n][];
-        _plainPieces = new byte[n][];
-        for (int id = 0; id < n; id++)
-        {
-            TokenType type = vocabulary.GetTokenType(id);
-            byte[] piece = MakePiece(vocabulary.GetToken(id), type);
-            _pieces[id] = piece;
-            _plainPieces[id] = type is TokenType.Control or TokenType.Unknown ? [] : piece;
-        }
 
         // byte fallback: "<0xNN>" tokens, else a token whose text is that single (ASCII) character
         Span<char> hex = stackalloc char[6];
@@ -59,12 +43,19 @@ public sealed class SentencePieceTokenizer : ITokenizer
             else _byteTokens[b] = -1;
         }
 
-        _partition = new SpecialTokenPartition(vocabulary);
     }
 
-    public Vocabulary Vocabulary => _vocab;
 
     // llama_token_to_piece for SPM, without lstrip
+    private static Vocabulary Checked(Vocabulary vocabulary)
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        if (vocabulary.Model != "llama")
+            throw new ArgumentException(
+                $"SentencePieceTokenizer handles tokenizer.ggml.model 'llama', not '{vocabulary.Model}'", nameof(vocabulary));
+        return vocabulary;
+    }
+
     private static byte[] MakePiece(string text, TokenType type)
     {
         switch (type)
@@ -101,66 +92,32 @@ public sealed class SentencePieceTokenizer : ITokenizer
         _ => -1,
     };
 
+
     /// <inheritdoc/>
-    public byte[] TokenToPiece(int id, bool special = true)
+    protected override void EncodeText(string text, bool parseSpecial, List<int> result)
     {
-        if (!_vocab.IsValidId(id))
-            throw new ArgumentOutOfRangeException(nameof(id), id, $"token id must be in [0, {_vocab.Count})");
-        return special ? _pieces[id] : _plainPieces[id];
-    }
-
-    /// <inheritdoc/>
-    public string Decode(IEnumerable<int> ids, bool removeSpecial = false, bool unparseSpecial = true) =>
-        Encoding.UTF8.GetString(DecodeToBytes(ids, removeSpecial, unparseSpecial));
-
-    /// <summary>llama_detokenize's raw bytes (see <see cref="Decode"/>), before UTF-8 decoding.</summary>
-    public byte[] DecodeToBytes(IEnumerable<int> ids, bool removeSpecial = false, bool unparseSpecial = true) =>
-        Detokenization.Detokenize(this, Detokenization.AsSpan(ids), removeSpecial, unparseSpecial);
-
-    /// <inheritdoc/>
-    public int[] Encode(string text, bool addSpecial = true, bool parseSpecial = false)
-    {
-        ArgumentNullException.ThrowIfNull(text);
-        text = ReplaceLoneSurrogates(text);
-
         Session session = t_session ?? new Session();
         t_session = null; // not shared with a re-entrant call on this thread
         try
         {
             List<int> output = session.Output;
             output.Clear();
-
-            if (addSpecial && _vocab.AddBos)
+            List<TextFragment> fragments = Partition.Split(text, parseSpecial, session.FragmentsA, session.FragmentsB);
+            bool prevSpecial = true; // the text start counts as "after a special token"
+            foreach (TextFragment f in fragments)
             {
-                if (_vocab.Bos < 0) throw new InvalidOperationException("the vocabulary asks for a BOS token but has none");
-                output.Add(_vocab.Bos);
-            }
-
-            if (text.Length > 0)
-            {
-                List<TextFragment> fragments = _partition.Split(text, parseSpecial, session.FragmentsA, session.FragmentsB);
-                bool prevSpecial = true; // the text start counts as "after a special token"
-                foreach (TextFragment f in fragments)
+                if (f.Token >= 0)
                 {
-                    if (f.Token >= 0)
-                    {
-                        output.Add(f.Token);
-                        prevSpecial = true;
-                    }
-                    else
-                    {
-                        TokenizeFragment(text.AsSpan(f.Offset, f.Length), _vocab.AddSpacePrefix && prevSpecial, session);
-                        prevSpecial = false;
-                    }
+                    output.Add(f.Token);
+                    prevSpecial = true;
+                }
+                else
+                {
+                    TokenizeFragment(text.AsSpan(f.Offset, f.Length), _vocab.AddSpacePrefix && prevSpecial, session);
+                    prevSpecial = false;
                 }
             }
-
-            if (addSpecial && _vocab.AddEos)
-            {
-                if (_vocab.Eos < 0) throw new InvalidOperationException("the vocabulary asks for an EOS token but has none");
-                output.Add(_vocab.Eos);
-            }
-            return output.ToArray();
+            result.AddRange(output);
         }
         finally
         {
@@ -255,19 +212,6 @@ public sealed class SentencePieceTokenizer : ITokenizer
         queue.Enqueue(bigram, bigram);
     }
 
-    // A C# string can hold unpaired surrogates; UTF-8 conversion (as llama.cpp sees the text) makes them U+FFFD.
-    private static string ReplaceLoneSurrogates(string text)
-    {
-        int i = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF');
-        if (i < 0) return text;
-        for (; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) { i++; continue; }
-            if (char.IsSurrogate(c)) return Encoding.UTF8.GetString(Encoding.UTF8.GetBytes(text));
-        }
-        return text;
-    }
 
 
     private struct Symbol
