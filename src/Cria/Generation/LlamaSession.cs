@@ -20,12 +20,13 @@ namespace Cria.Generation;
 /// </example>
 public sealed class LlamaSession : IDisposable
 {
-    private readonly List<int> _tokens = new();
+    private readonly List<int> _tokens;
 
     public LlamaSession(LlamaModel model, ContextOptions? options = null)
     {
         Model = model;
         Context = model.CreateContext(options);
+        _tokens = new List<int>(Context.ContextSize); // never grows while generating
     }
 
     public LlamaModel Model { get; }
@@ -58,6 +59,7 @@ public sealed class LlamaSession : IDisposable
         var stops = options.StopSequences.Where(s => s.Length > 0).ToArray();
         var pending = new System.Text.StringBuilder();
         int longestStop = stops.Length == 0 ? 0 : stops.Max(s => s.Length);
+        string? beforeStop = null;
         foreach (int token in GenerateTokens(promptTokens, options, cancellationToken))
         {
             string text = detok.Append(token);
@@ -71,9 +73,8 @@ public sealed class LlamaSession : IDisposable
             int hit = FirstStop(buffered, stops);
             if (hit >= 0)
             {
-                if (hit > 0) yield return buffered[..hit];
-                LastStats = LastStats! with { StopReason = StopReason.StopSequence };
-                yield break;
+                beforeStop = buffered[..hit];
+                break; // ends the token stream, which records its statistics
             }
             // Hold back the tail that could still begin a stop sequence.
             int keep = Math.Min(buffered.Length, longestStop - 1);
@@ -83,6 +84,12 @@ public sealed class LlamaSession : IDisposable
                 yield return buffered[..emit];
                 pending.Remove(0, emit);
             }
+        }
+        if (beforeStop != null)
+        {
+            LastStats = LastStats! with { StopReason = StopReason.StopSequence };
+            if (beforeStop.Length > 0) yield return beforeStop;
+            yield break;
         }
         string rest = pending.ToString() + detok.Flush();
         if (stops.Length > 0)
@@ -137,30 +144,37 @@ public sealed class LlamaSession : IDisposable
 
         sw.Restart();
         int generated = 0;
-        var reason = StopReason.None;
+        // Stays Cancelled when the consumer stops enumerating early; every other exit sets it.
+        var reason = StopReason.Cancelled;
         var vocab = Model.Vocabulary;
         int previous = -1;
-        while (true)
+        try
         {
-            if (cancellationToken.IsCancellationRequested) { reason = StopReason.Cancelled; break; }
-            if (options.MaxTokens >= 0 && generated >= options.MaxTokens) { reason = StopReason.MaxTokens; break; }
-            if (previous >= 0)
+            while (true)
             {
-                // Feed the last generated token back to get the next logits.
-                if (Context.Position >= Context.ContextSize) { reason = StopReason.ContextFull; break; }
-                _one[0] = previous;
-                Context.Evaluate(_one);
-                _tokens.Add(previous);
+                if (cancellationToken.IsCancellationRequested) { reason = StopReason.Cancelled; break; }
+                if (options.MaxTokens >= 0 && generated >= options.MaxTokens) { reason = StopReason.MaxTokens; break; }
+                if (previous >= 0)
+                {
+                    // Feed the last generated token back to get the next logits.
+                    if (Context.Position >= Context.ContextSize) { reason = StopReason.ContextFull; break; }
+                    _one[0] = previous;
+                    Context.Evaluate(_one);
+                    _tokens.Add(previous);
+                }
+                int token = sampler.Sample(Context.LastLogits);
+                if (vocab.IsEndOfGeneration(token)) { reason = StopReason.EndOfGeneration; break; }
+                sampler.Accept(token);
+                generated++;
+                yield return token;
+                previous = token;
             }
-            int token = sampler.Sample(Context.LastLogits);
-            if (vocab.IsEndOfGeneration(token)) { reason = StopReason.EndOfGeneration; break; }
-            sampler.Accept(token);
-            generated++;
-            LastStats = stats with { GeneratedTokens = generated, GenerationTime = sw.Elapsed };
-            yield return token;
-            previous = token;
         }
-        LastStats = stats with { GeneratedTokens = generated, GenerationTime = sw.Elapsed, StopReason = reason };
+        finally
+        {
+            // Recorded once, when the stream ends for any reason: nothing is allocated per token.
+            LastStats = stats with { GeneratedTokens = generated, GenerationTime = sw.Elapsed, StopReason = reason };
+        }
     }
 
     private readonly int[] _one = new int[1];

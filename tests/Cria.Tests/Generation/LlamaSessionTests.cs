@@ -111,4 +111,29 @@ public class LlamaSessionTests
         long after = GC.GetAllocatedBytesForCurrentThread();
         Assert.Equal(0, after - before);
     }
+
+    [SkippableFact]
+    public void TheTokenStreamAllocatesNothingPerToken()
+    {
+        using var model = Stories();
+        using var session = new LlamaSession(model, new ContextOptions { ContextSize = 512 });
+        using var tokens = session.GenerateTokens(session.Tokenize("Once upon a time"), Greedy(300)).GetEnumerator();
+        for (int i = 0; i < 20; i++) Assert.True(tokens.MoveNext());
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        int produced = 0;
+        for (int i = 0; i < 200 && tokens.MoveNext(); i++) produced++;
+        long after = GC.GetAllocatedBytesForCurrentThread();
+        Assert.True(produced > 50, $"only {produced} tokens");
+        Assert.Equal(0, after - before);
+    }
+
+    [SkippableFact]
+    public void StatisticsAreRecordedWhenTheConsumerStopsEarly()
+    {
+        using var model = Stories();
+        using var session = new LlamaSession(model, new ContextOptions { ContextSize = 512 });
+        foreach (int _ in session.GenerateTokens(session.Tokenize("Once upon a time"), Greedy(100)).Take(7)) { }
+        Assert.Equal(7, session.LastStats!.GeneratedTokens);
+        Assert.Equal(StopReason.Cancelled, session.LastStats.StopReason);
+    }
 }
