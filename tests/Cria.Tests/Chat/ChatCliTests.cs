@@ -6,19 +6,11 @@ public class ChatCliTests
 {
     private static string Stories() => RefData.Require("stories260K/stories260K-f32.gguf");
 
-    /// <summary>Skips until Program.cs registers the verb.</summary>
-    private static void RequireVerb(string verb)
-    {
-        var help = ChatCliRunner.Run("", verb, "--help");
-        Skip.If(help.ExitCode != 0 || !help.Stdout.Contains("--model"), $"'cria {verb}' is not registered in Program.cs yet");
-    }
-
     [SkippableFact]
     public void ChatAnswersTwiceAroundAResetAndExits()
     {
         string model = Stories();
-        RequireVerb("chat");
-        var r = ChatCliRunner.Run("Hello\n/reset\nHi\n/exit\n", "chat", "-m", model, "-c", "256", "-t", "2", "--temp", "0", "-n", "12");
+        var r = Cria.Tests.Cli.CliRunner.RunWithInput("Hello\n/reset\nHi\n/exit\n", "chat", "-m", model, "-c", "256", "-t", "2", "--temp", "0", "-n", "12");
         Assert.True(r.ExitCode == 0, r.Stderr);
         string[] answers = r.Stdout.Split("> ").Skip(1).Where(s => s.Trim().Length > 0).ToArray();
         Assert.Equal(2, answers.Length);
@@ -31,13 +23,12 @@ public class ChatCliTests
     public void ChatSuggestsDropOldestWhenTheConversationOutgrowsTheContext()
     {
         string model = Stories();
-        RequireVerb("chat");
         string input = string.Concat(Enumerable.Repeat("Tell me a story about a cat\n", 4));
-        var r = ChatCliRunner.Run(input, "chat", "-m", model, "-c", "64", "-t", "2", "--temp", "0", "-n", "16");
+        var r = Cria.Tests.Cli.CliRunner.RunWithInput(input, "chat", "-m", model, "-c", "64", "-t", "2", "--temp", "0", "-n", "16");
         Assert.Equal(0, r.ExitCode);
         Assert.Contains("--drop-oldest", r.Stderr);
 
-        var dropped = ChatCliRunner.Run(input, "chat", "-m", model, "-c", "64", "-t", "2", "--temp", "0", "-n", "16", "--drop-oldest");
+        var dropped = Cria.Tests.Cli.CliRunner.RunWithInput(input, "chat", "-m", model, "-c", "64", "-t", "2", "--temp", "0", "-n", "16", "--drop-oldest");
         Assert.Equal(0, dropped.ExitCode);
         Assert.DoesNotContain("error", dropped.Stderr);
         Assert.Contains("oldest turn", dropped.Stderr);
@@ -47,8 +38,7 @@ public class ChatCliTests
     public void InfillOnAModelWithoutFimTokensIsAOneLineError()
     {
         string model = Stories();
-        RequireVerb("infill");
-        var r = ChatCliRunner.Run("", "infill", "-m", model, "--prefix", "def f(", "--suffix", ")");
+        var r = Cria.Tests.Cli.CliRunner.RunWithInput("", "infill", "-m", model, "--prefix", "def f(", "--suffix", ")");
         Assert.Equal(1, r.ExitCode);
         Assert.StartsWith("error:", r.Stderr.Trim());
         Assert.Contains("fill-in-the-middle", r.Stderr);

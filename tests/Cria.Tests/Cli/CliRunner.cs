@@ -11,7 +11,10 @@ public static class CliRunner
         public string Stdout => Encoding.UTF8.GetString(StdoutBytes);
     }
 
-    public static Result Run(params string[] args)
+    public static Result Run(params string[] args) => RunWithInput("", args);
+
+    /// <summary>Runs cria with <paramref name="stdin"/> written to its standard input, then closed.</summary>
+    public static Result RunWithInput(string stdin, params string[] args)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "cria.dll");
         var psi = new ProcessStartInfo("dotnet")
@@ -21,15 +24,17 @@ public static class CliRunner
             RedirectStandardInput = true,
             UseShellExecute = false,
             StandardErrorEncoding = Encoding.UTF8,
+            StandardInputEncoding = new UTF8Encoding(false),
         };
         psi.ArgumentList.Add("exec");
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
-        p.StandardInput.Close();
         var ms = new MemoryStream();
         var copy = p.StandardOutput.BaseStream.CopyToAsync(ms);
         var err = p.StandardError.ReadToEndAsync();
+        p.StandardInput.Write(stdin);
+        p.StandardInput.Close();
         if (!p.WaitForExit(120_000))
         {
             p.Kill(entireProcessTree: true);

@@ -167,8 +167,6 @@ public sealed class ModelQuantizerTests : IDisposable
     [SkippableFact]
     public void Cli_BadTypeName_IsOneClearError_AndWritesNothing()
     {
-        var help = CliRunner.Run("quantize", "--help");
-        Skip.If(help.ExitCode != 0 || !help.Stdout.Contains("quantize", StringComparison.Ordinal), "the quantize verb is not registered in this build");
         var r = CliRunner.Run("quantize", F32, Out("x.gguf"), "Q4_K_X");
         Assert.Equal(1, r.ExitCode);
         Assert.StartsWith("error: unknown quantization type 'Q4_K_X'", r.Stderr);
