@@ -18,8 +18,8 @@ internal static class ChatCommand
         var model = CommonOptions.Model();
         var system = new Option<string?>("--system") { Description = "system prompt" };
         var n = new Option<int>("--n-predict", "-n") { Description = "most tokens per answer (-1: until end of turn or a full context)", DefaultValueFactory = _ => -1 };
-        var temp = new Option<float>("--temp") { Description = "temperature (0: greedy)", DefaultValueFactory = _ => 0.8f };
-        var seed = new Option<ulong?>("--seed", "-s") { Description = "random seed (default: random)" };
+        var temp = CommonOptions.Temperature(0.8f);
+        var seed = CommonOptions.Seed();
         var dropOldest = new Option<bool>("--drop-oldest") { Description = "when the conversation outgrows the context, forget the oldest turns" };
         var ctx = CommonOptions.Context();
         var threads = CommonOptions.Threads();

@@ -11,6 +11,8 @@ internal static class CommonOptions
     public static Option<int> Context() => new("--ctx-size", "-c") { Description = "context size in tokens (0: the model's, at most 4096)", DefaultValueFactory = _ => 0 };
     public static Option<int> Threads() => new("--threads", "-t") { Description = "threads (default: physical cores)", DefaultValueFactory = _ => 0 };
     public static Option<string> KvType() => new("--kv-type") { Description = "KV cache element type: f16 (default) or f32", DefaultValueFactory = _ => "f16" };
+    public static Option<float> Temperature(float defaultValue) => new("--temp") { Description = "temperature (0: greedy)", DefaultValueFactory = _ => defaultValue };
+    public static Option<ulong?> Seed() => new("--seed", "-s") { Description = "random seed (default: random)" };
     public static Option<bool> NoBos() => new("--no-bos") { Description = "do not add the BOS token" };
     public static Option<bool> Special() => new("--special") { Description = "parse special-token text such as <s> into token ids" };
 

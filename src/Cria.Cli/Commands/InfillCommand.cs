@@ -15,8 +15,8 @@ internal static class InfillCommand
         var prefix = new Option<string>("--prefix") { Description = "text before the gap", Required = true };
         var suffix = new Option<string>("--suffix") { Description = "text after the gap", DefaultValueFactory = _ => "" };
         var n = new Option<int>("--n-predict", "-n") { Description = "tokens to generate (-1: until <EOT> or a full context)", DefaultValueFactory = _ => 256 };
-        var temp = new Option<float>("--temp") { Description = "temperature (0: greedy)", DefaultValueFactory = _ => 0f };
-        var seed = new Option<ulong?>("--seed", "-s") { Description = "random seed (default: random)" };
+        var temp = CommonOptions.Temperature(0f);
+        var seed = CommonOptions.Seed();
         var spm = new Option<bool>("--spm-infill") { Description = "suffix/prefix/middle order instead of prefix/suffix/middle" };
         var ctx = CommonOptions.Context();
         var threads = CommonOptions.Threads();

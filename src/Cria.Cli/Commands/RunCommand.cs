@@ -18,7 +18,7 @@ internal static class RunCommand
         var prompt = CommonOptions.Prompt();
         var file = CommonOptions.PromptFile();
         var n = new Option<int>("--n-predict", "-n") { Description = "tokens to generate (-1: until end of text or a full context)", DefaultValueFactory = _ => 256 };
-        var temp = new Option<float>("--temp") { Description = "temperature (0: greedy)", DefaultValueFactory = _ => 0.8f };
+        var temp = CommonOptions.Temperature(0.8f);
         var topK = new Option<int>("--top-k") { Description = "keep the K most likely tokens (0: off)", DefaultValueFactory = _ => 40 };
         var topP = new Option<float>("--top-p") { Description = "nucleus sampling threshold (1: off)", DefaultValueFactory = _ => 0.95f };
         var minP = new Option<float>("--min-p") { Description = "drop tokens below P times the top probability (0: off)", DefaultValueFactory = _ => 0.05f };
@@ -26,7 +26,7 @@ internal static class RunCommand
         var repeatLastN = new Option<int>("--repeat-last-n") { Description = "window of recent tokens the penalties look at", DefaultValueFactory = _ => 64 };
         var freq = new Option<float>("--frequency-penalty") { Description = "subtract count × this from a token's logit", DefaultValueFactory = _ => 0f };
         var presence = new Option<float>("--presence-penalty") { Description = "subtract this from the logit of any token already seen", DefaultValueFactory = _ => 0f };
-        var seed = new Option<ulong?>("--seed", "-s") { Description = "random seed (default: random)" };
+        var seed = CommonOptions.Seed();
         var ctx = CommonOptions.Context();
         var threads = CommonOptions.Threads();
         var kv = CommonOptions.KvType();
