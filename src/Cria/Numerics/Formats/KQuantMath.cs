@@ -261,19 +261,9 @@ internal static unsafe class KQuantMath
         }
     }
 
-    public static int CheckQuantize(ReadOnlySpan<float> src, ReadOnlySpan<byte> dst, int blockBytes)
-    {
-        if (src.Length % 256 != 0) throw new ArgumentException($"length {src.Length} is not a multiple of 256", nameof(src));
-        int blocks = src.Length / 256;
-        if (dst.Length < (long)blocks * blockBytes) throw new ArgumentException("destination too small", nameof(dst));
-        return blocks;
-    }
+    public static int CheckQuantize(ReadOnlySpan<float> src, ReadOnlySpan<byte> dst, int blockBytes) =>
+        BlockArgs.ForQuantize(src.Length, dst.Length, 256, blockBytes);
 
-    public static int CheckDequantize(ReadOnlySpan<byte> src, ReadOnlySpan<float> dst, int blockBytes)
-    {
-        if (dst.Length % 256 != 0) throw new ArgumentException($"length {dst.Length} is not a multiple of 256", nameof(dst));
-        int blocks = dst.Length / 256;
-        if (src.Length < (long)blocks * blockBytes) throw new ArgumentException("source too small", nameof(src));
-        return blocks;
-    }
+    public static int CheckDequantize(ReadOnlySpan<byte> src, ReadOnlySpan<float> dst, int blockBytes) =>
+        BlockArgs.ForDequantize(src.Length, dst.Length, 256, blockBytes);
 }

@@ -26,9 +26,7 @@ public static unsafe class Q4_0Format
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops: compile fully optimized at once (see KQuantMath)
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        if (src.Length % BlockSize != 0) throw new ArgumentException($"length {src.Length} is not a multiple of {BlockSize}", nameof(src));
-        int blocks = src.Length / BlockSize;
-        if (dst.Length < (long)blocks * BlockBytes) throw new ArgumentException("destination too small", nameof(dst));
+        int blocks = BlockArgs.ForQuantize(src.Length, dst.Length, BlockSize, BlockBytes);
         fixed (float* s = src)
         fixed (byte* d = dst)
         {
@@ -66,9 +64,7 @@ public static unsafe class Q4_0Format
     /// <summary>Decodes <c>dst.Length</c> values (a multiple of 32) from Q4_0 blocks.</summary>
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        if (dst.Length % BlockSize != 0) throw new ArgumentException($"length {dst.Length} is not a multiple of {BlockSize}", nameof(dst));
-        int blocks = dst.Length / BlockSize;
-        if (src.Length < (long)blocks * BlockBytes) throw new ArgumentException("source too small", nameof(src));
+        int blocks = BlockArgs.ForDequantize(src.Length, dst.Length, BlockSize, BlockBytes);
         fixed (byte* s = src)
         fixed (float* d = dst)
             Dequantize(s, d, blocks);

@@ -74,21 +74,11 @@ public static unsafe class Q4_1Format
 /// <summary>Shared helpers of the 32-element legacy formats.</summary>
 internal static unsafe class LegacyBlocks
 {
-    public static int CheckQuantize(ReadOnlySpan<float> src, ReadOnlySpan<byte> dst, int blockBytes)
-    {
-        if (src.Length % 32 != 0) throw new ArgumentException($"length {src.Length} is not a multiple of 32", nameof(src));
-        int blocks = src.Length / 32;
-        if (dst.Length < (long)blocks * blockBytes) throw new ArgumentException("destination too small", nameof(dst));
-        return blocks;
-    }
+    public static int CheckQuantize(ReadOnlySpan<float> src, ReadOnlySpan<byte> dst, int blockBytes) =>
+        BlockArgs.ForQuantize(src.Length, dst.Length, 32, blockBytes);
 
-    public static int CheckDequantize(ReadOnlySpan<byte> src, ReadOnlySpan<float> dst, int blockBytes)
-    {
-        if (dst.Length % 32 != 0) throw new ArgumentException($"length {dst.Length} is not a multiple of 32", nameof(dst));
-        int blocks = dst.Length / 32;
-        if (src.Length < (long)blocks * blockBytes) throw new ArgumentException("source too small", nameof(src));
-        return blocks;
-    }
+    public static int CheckDequantize(ReadOnlySpan<byte> src, ReadOnlySpan<float> dst, int blockBytes) =>
+        BlockArgs.ForDequantize(src.Length, dst.Length, 32, blockBytes);
 
     /// <summary>Minimum and maximum of 32 values, starting from ±FLT_MAX like ggml.</summary>
     public static void MinMax(float* x, out float min, out float max)

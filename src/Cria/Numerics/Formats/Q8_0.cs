@@ -152,19 +152,9 @@ public static unsafe class Q8_0Format
         return (sbyte)Math.Clamp(i, -128, 127);
     }
 
-    internal static int CheckQuantizeArgs(ReadOnlySpan<float> src, ReadOnlySpan<byte> dst)
-    {
-        if (src.Length % BlockSize != 0) throw new ArgumentException($"length {src.Length} is not a multiple of {BlockSize}", nameof(src));
-        int blocks = src.Length / BlockSize;
-        if (dst.Length < (long)blocks * BlockBytes) throw new ArgumentException("destination too small", nameof(dst));
-        return blocks;
-    }
+    internal static int CheckQuantizeArgs(ReadOnlySpan<float> src, ReadOnlySpan<byte> dst) =>
+        BlockArgs.ForQuantize(src.Length, dst.Length, BlockSize, BlockBytes);
 
-    internal static int CheckDequantizeArgs(ReadOnlySpan<byte> src, ReadOnlySpan<float> dst)
-    {
-        if (dst.Length % BlockSize != 0) throw new ArgumentException($"length {dst.Length} is not a multiple of {BlockSize}", nameof(dst));
-        int blocks = dst.Length / BlockSize;
-        if (src.Length < (long)blocks * BlockBytes) throw new ArgumentException("source too small", nameof(src));
-        return blocks;
-    }
+    internal static int CheckDequantizeArgs(ReadOnlySpan<byte> src, ReadOnlySpan<float> dst) =>
+        BlockArgs.ForDequantize(src.Length, dst.Length, BlockSize, BlockBytes);
 }

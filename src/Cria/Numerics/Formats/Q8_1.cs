@@ -32,9 +32,7 @@ public static unsafe class Q8_1Format
     /// <summary>Decodes <c>dst.Length</c> values (a multiple of 32) from Q8_1 blocks (the sum field is not needed).</summary>
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        if (dst.Length % BlockSize != 0) throw new ArgumentException($"length {dst.Length} is not a multiple of {BlockSize}", nameof(dst));
-        int blocks = dst.Length / BlockSize;
-        if (src.Length < (long)blocks * BlockBytes) throw new ArgumentException("source too small", nameof(src));
+        int blocks = BlockArgs.ForDequantize(src.Length, dst.Length, BlockSize, BlockBytes);
         fixed (byte* s = src)
         fixed (float* d = dst)
         {
@@ -117,11 +115,6 @@ public static unsafe class Q8_1Format
         }
     }
 
-    internal static int CheckQuantizeArgs(ReadOnlySpan<float> src, ReadOnlySpan<byte> dst)
-    {
-        if (src.Length % BlockSize != 0) throw new ArgumentException($"length {src.Length} is not a multiple of {BlockSize}", nameof(src));
-        int blocks = src.Length / BlockSize;
-        if (dst.Length < (long)blocks * BlockBytes) throw new ArgumentException("destination too small", nameof(dst));
-        return blocks;
-    }
+    internal static int CheckQuantizeArgs(ReadOnlySpan<float> src, ReadOnlySpan<byte> dst) =>
+        BlockArgs.ForQuantize(src.Length, dst.Length, BlockSize, BlockBytes);
 }

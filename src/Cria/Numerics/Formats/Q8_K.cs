@@ -24,9 +24,7 @@ public static unsafe class Q8_KFormat
     /// <summary>Quantizes (activations) exactly as ggml does; the length must be a multiple of 256.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
-        if (src.Length % BlockSize != 0) throw new ArgumentException($"length {src.Length} is not a multiple of {BlockSize}", nameof(src));
-        int blocks = src.Length / BlockSize;
-        if (dst.Length < (long)blocks * BlockBytes) throw new ArgumentException("destination too small", nameof(dst));
+        int blocks = BlockArgs.ForQuantize(src.Length, dst.Length, BlockSize, BlockBytes);
         fixed (float* s = src)
         fixed (byte* d = dst)
             Quantize(s, d, blocks);
@@ -66,9 +64,7 @@ public static unsafe class Q8_KFormat
     /// <summary>Decodes <c>dst.Length</c> values (a multiple of 256) from Q8_K blocks.</summary>
     public static void Dequantize(ReadOnlySpan<byte> src, Span<float> dst)
     {
-        if (dst.Length % BlockSize != 0) throw new ArgumentException($"length {dst.Length} is not a multiple of {BlockSize}", nameof(dst));
-        int blocks = dst.Length / BlockSize;
-        if (src.Length < (long)blocks * BlockBytes) throw new ArgumentException("source too small", nameof(src));
+        int blocks = BlockArgs.ForDequantize(src.Length, dst.Length, BlockSize, BlockBytes);
         fixed (byte* s = src)
         fixed (float* d = dst)
         {
