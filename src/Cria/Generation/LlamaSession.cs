@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Cria.Model;
 using Cria.Sampling;
@@ -21,6 +20,9 @@ namespace Cria.Generation;
 public sealed class LlamaSession : IDisposable
 {
     private readonly List<int> _tokens;
+
+    /// <summary>The cached tokens, kept in step with the context by <see cref="TokenGenerator"/>.</summary>
+    internal List<int> CachedTokens => _tokens;
 
     public LlamaSession(LlamaModel model, ContextOptions? options = null)
     {
@@ -55,61 +57,24 @@ public sealed class LlamaSession : IDisposable
     /// <summary>Streams generated text synchronously (the prompt given as token ids).</summary>
     public IEnumerable<string> GenerateText(int[] promptTokens, GenerationOptions options, CancellationToken cancellationToken = default)
     {
-        var detok = new StreamingDetokenizer(Model.Tokenizer, continuation: true);
-        var stops = options.StopSequences.Where(s => s.Length > 0).ToArray();
-        var pending = new System.Text.StringBuilder();
-        int longestStop = stops.Length == 0 ? 0 : stops.Max(s => s.Length);
-        string? beforeStop = null;
+        var text = new GeneratedText(Model.Tokenizer, options.StopSequences);
         foreach (int token in GenerateTokens(promptTokens, options, cancellationToken))
         {
-            string text = detok.Append(token);
-            if (stops.Length == 0)
-            {
-                if (text.Length > 0) yield return text;
-                continue;
-            }
-            pending.Append(text);
-            string buffered = pending.ToString();
-            int hit = FirstStop(buffered, stops);
-            if (hit >= 0)
-            {
-                beforeStop = buffered[..hit];
-                break; // ends the token stream, which records its statistics
-            }
-            // Hold back the tail that could still begin a stop sequence.
-            int keep = Math.Min(buffered.Length, longestStop - 1);
-            int emit = buffered.Length - keep;
-            if (emit > 0)
-            {
-                yield return buffered[..emit];
-                pending.Remove(0, emit);
-            }
+            string piece = text.Append(token);
+            if (piece.Length > 0) yield return piece;
+            if (text.Stopped) break; // ends the token stream, which records its statistics
         }
-        if (beforeStop != null)
-        {
-            LastStats = LastStats! with { StopReason = StopReason.StopSequence };
-            if (beforeStop.Length > 0) yield return beforeStop;
-            yield break;
-        }
-        string rest = pending.ToString() + detok.Flush();
-        if (stops.Length > 0)
-        {
-            int hit = FirstStop(rest, stops);
-            if (hit >= 0) { rest = rest[..hit]; LastStats = LastStats! with { StopReason = StopReason.StopSequence }; }
-        }
+        string rest = text.Flush();
+        if (text.Stopped) LastStats = LastStats! with { StopReason = StopReason.StopSequence };
         if (rest.Length > 0) yield return rest;
     }
 
-    private static int FirstStop(string text, string[] stops)
-    {
-        int best = -1;
-        foreach (var s in stops)
-        {
-            int i = text.IndexOf(s, StringComparison.Ordinal);
-            if (i >= 0 && (best < 0 || i < best)) best = i;
-        }
-        return best;
-    }
+    /// <summary>
+    /// Starts a generation to be advanced step by step (for running several sessions together with
+    /// <see cref="BatchedGeneration"/>). The cached prefix the prompt shares with <see cref="Tokens"/> is
+    /// kept; the rest of the cache is dropped.
+    /// </summary>
+    public TokenGenerator StartGeneration(int[] promptTokens, GenerationOptions options) => new(this, promptTokens, options);
 
     /// <summary>
     /// Evaluates the prompt (reusing any cached prefix) and yields generated token ids until an
@@ -118,66 +83,28 @@ public sealed class LlamaSession : IDisposable
     /// </summary>
     public IEnumerable<int> GenerateTokens(int[] promptTokens, GenerationOptions options, CancellationToken cancellationToken = default)
     {
-        options.Validate();
-        if (promptTokens.Length == 0)
-            throw new ArgumentException("the prompt has no tokens (add BOS or give some text)", nameof(promptTokens));
-        if (promptTokens.Length > Context.ContextSize)
-            throw new ContextOverflowException(promptTokens.Length, Context.ContextSize);
-
-        var sampler = new Sampler(options.Sampling, Model.Config.VocabularySize, Context.ContextSize);
-        foreach (int t in promptTokens) sampler.Accept(t);
-
-        // Reuse the longest cached prefix; at least the last prompt token is evaluated to get logits.
-        int common = 0;
-        while (common < _tokens.Count && common < promptTokens.Length - 1 && _tokens[common] == promptTokens[common]) common++;
-        Context.Truncate(common);
-        _tokens.RemoveRange(common, _tokens.Count - common);
-
-        var sw = Stopwatch.StartNew();
-        var stats = new GenerationStats { PromptTokens = promptTokens.Length, PromptTokensEvaluated = promptTokens.Length - common };
-        LastStats = stats;
+        var generator = StartGeneration(promptTokens, options);
+        LastStats = generator.Stats;
         cancellationToken.ThrowIfCancellationRequested();
-        Context.Evaluate(promptTokens.AsSpan(common));
-        _tokens.AddRange(promptTokens.AsSpan(common));
-        stats = stats with { PromptTime = sw.Elapsed };
-        LastStats = stats;
-
-        sw.Restart();
-        int generated = 0;
-        // Stays Cancelled when the consumer stops enumerating early; every other exit sets it.
-        var reason = StopReason.Cancelled;
-        var vocab = Model.Vocabulary;
-        int previous = -1;
         try
         {
+            generator.EvaluatePrompt();
             while (true)
             {
-                if (cancellationToken.IsCancellationRequested) { reason = StopReason.Cancelled; break; }
-                if (options.MaxTokens >= 0 && generated >= options.MaxTokens) { reason = StopReason.MaxTokens; break; }
-                if (previous >= 0)
-                {
-                    // Feed the last generated token back to get the next logits.
-                    if (Context.Position >= Context.ContextSize) { reason = StopReason.ContextFull; break; }
-                    _one[0] = previous;
-                    Context.Evaluate(_one);
-                    _tokens.Add(previous);
-                }
-                int token = sampler.Sample(Context.LastLogits);
-                if (vocab.IsEndOfGeneration(token)) { reason = StopReason.EndOfGeneration; break; }
-                sampler.Accept(token);
-                generated++;
-                yield return token;
-                previous = token;
+                if (generator.NewToken >= 0) yield return generator.NewToken;
+                if (generator.IsFinished) break;
+                if (cancellationToken.IsCancellationRequested) break;
+                generator.Decode();
             }
         }
         finally
         {
-            // Recorded once, when the stream ends for any reason: nothing is allocated per token.
-            LastStats = stats with { GeneratedTokens = generated, GenerationTime = sw.Elapsed, StopReason = reason };
+            // Recorded once, when the stream ends for any reason (Cancelled also when the consumer stops
+            // early): nothing is allocated per token.
+            generator.Finish(StopReason.Cancelled);
+            LastStats = generator.Stats;
         }
     }
-
-    private readonly int[] _one = new int[1];
 
     /// <summary>Forgets the conversation (the KV cache is cleared).</summary>
     public void Reset()

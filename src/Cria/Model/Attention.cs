@@ -28,10 +28,13 @@ internal sealed unsafe class Attention : IParallelJob
     // each (token, head) pair runs plain float dots, in the same tinyBLAS order, on them.
     private readonly float[] _keysWide, _valuesWide;
 
-    // Per-call state (set by Run, read by Execute on the worker threads).
+    // Per-call state (set by Run/RunSequences, read by Execute on the worker threads).
     private float* _q, _out;
     private KvCache? _cache;
     private int _layer, _firstPosition, _batch, _kvLength;
+    // Set for a batch whose rows belong to different sequences (one token each, own cache and position).
+    private KvCache[]? _rowCaches;
+    private int[]? _rowPositions;
 
     public Attention(LlamaConfig config, int contextSize, int threads)
     {
@@ -59,6 +62,19 @@ internal sealed unsafe class Attention : IParallelJob
         _cache = null;
     }
 
+    /// <summary>
+    /// Attention for a batch whose row b is the next token of its own sequence: it attends over
+    /// <paramref name="caches"/>[b] up to and including <paramref name="positions"/>[b]. Each row is
+    /// computed exactly as a single-token decode of that sequence would be.
+    /// </summary>
+    public void RunSequences(WorkerPool pool, KvCache[] caches, int[] positions, int layer, float* q, float* output, int batch)
+    {
+        _q = q; _out = output; _layer = layer; _batch = batch;
+        _rowCaches = caches; _rowPositions = positions;
+        try { pool.Run(this, batch * _c.HeadCount); }
+        finally { _rowCaches = null; _rowPositions = null; }
+    }
+
     private void WidenCache()
     {
         int kvDim = _c.KvDimension, used = _firstPosition + _batch, nKv = _kvLength;
@@ -78,18 +94,21 @@ internal sealed unsafe class Attention : IParallelJob
         float* scores = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _scratch[threadIndex * _perThread]);
         float* weights = scores + ctx;
         float* query = weights + ctx;
-        var cache = _cache!;
-        bool f16 = cache.Type == KvCacheType.F16;
-        // ggml hands products with two or more activation columns to tinyBLAS (needs k % 8 == 0).
-        bool batched = _batch >= 2;
-        bool blockedKq = batched && f16 && hs % 8 == 0; // an F32 query is a non-contiguous view: plain vec_dot
-        bool blockedV = batched && nKv % 8 == 0;
+        var rowCaches = _rowCaches;
+        // ggml hands products with two or more activation columns to tinyBLAS (needs k % 8 == 0);
+        // rows of different sequences are each a one-token product.
+        bool batched = _batch >= 2 && rowCaches is null;
 
         for (int item = start; item < end; item++)
         {
             int b = item / heads, h = item % heads;
             int kvHead = h / _c.GroupSize;
-            int visible = _firstPosition + b + 1;
+            var cache = rowCaches is null ? _cache! : rowCaches[b];
+            int visible = rowCaches is null ? _firstPosition + b + 1 : _rowPositions![b] + 1;
+            if (rowCaches is not null) nKv = PaddedLength(visible, ctx);
+            bool f16 = cache.Type == KvCacheType.F16;
+            bool blockedKq = batched && f16 && hs % 8 == 0; // an F32 query is a non-contiguous view: plain vec_dot
+            bool blockedV = batched && nKv % 8 == 0;
             float* q = _q + (long)b * heads * hs + h * hs;
             float* o = _out + (long)b * heads * hs + h * hs;
 

@@ -36,6 +36,9 @@ public sealed unsafe class LlamaContext : IDisposable
     private readonly float[] _x, _xNorm, _q, _k, _v, _attn, _proj, _gate, _up;
     private readonly float[] _ropeCos, _ropeSin;
     private readonly float[] _logits;
+    // Which cache and position each batch row belongs to (see DecodeBatch).
+    private readonly KvCache[] _rowCaches;
+    private readonly int[] _rowPositions;
 
     internal LlamaContext(LlamaModel model, ContextOptions options)
     {
@@ -64,6 +67,8 @@ public sealed unsafe class LlamaContext : IDisposable
         _ropeCos = Pinned(B * _c.RopeDimensionCount / 2);
         _ropeSin = Pinned(B * _c.RopeDimensionCount / 2);
         _logits = Pinned(B * _c.VocabularySize);
+        _rowCaches = new KvCache[B];
+        _rowPositions = new int[B];
     }
 
     private static float[] Pinned(int n) => GC.AllocateArray<float>(Math.Max(n, 1), pinned: true);
@@ -124,14 +129,84 @@ public sealed unsafe class LlamaContext : IDisposable
     public void Reset() => Cache.Clear();
 
     /// <summary>
-    /// The transformer, for a batch of tokens at positions Position .. Position + n - 1.
+    /// Evaluates the next token of several sequences in one forward pass (continuous batching):
+    /// <paramref name="tokens"/>[i] is appended to <paramref name="sequences"/>[i], whose
+    /// <see cref="LastLogits"/> then hold that token's logits. The weights are read once for all of
+    /// them; each sequence attends over its own cache. The sequences must be distinct contexts of one
+    /// model with the same context size; the first lends its scratch buffers.
     /// </summary>
-    private void Forward(ReadOnlySpan<int> tokens, bool allLogits)
+    public static void DecodeBatch(ReadOnlySpan<LlamaContext> sequences, ReadOnlySpan<int> tokens)
+    {
+        if (sequences.Length != tokens.Length) throw new ArgumentException("one token per sequence is needed", nameof(tokens));
+        if (sequences.IsEmpty) return;
+        var lead = sequences[0];
+        if (sequences.Length > lead._batchCapacity)
+            throw new ArgumentException($"at most {lead._batchCapacity} sequences can be decoded together (the batch size)", nameof(sequences));
+        for (int i = 0; i < sequences.Length; i++)
+        {
+            var s = sequences[i];
+            if (s._model != lead._model) throw new ArgumentException("the sequences belong to different models", nameof(sequences));
+            if (s.ContextSize != lead.ContextSize) throw new ArgumentException("the sequences have different context sizes", nameof(sequences));
+            if (s.Position >= s.ContextSize) throw new ContextOverflowException(s.Position + 1, s.ContextSize);
+            for (int j = 0; j < i; j++)
+                if (sequences[j] == s) throw new ArgumentException("a sequence appears twice in the batch", nameof(sequences));
+            lead._rowCaches[i] = s.Cache;
+            lead._rowPositions[i] = s.Position;
+        }
+        lead.Forward(tokens, lead._rowCaches, lead._rowPositions, RowOutput.Logits);
+        int V = lead._c.VocabularySize;
+        for (int i = 0; i < sequences.Length; i++)
+        {
+            var s = sequences[i];
+            if (s != lead || i != 0) Array.Copy(lead._logits, (long)i * V, s._logits, 0, V);
+            s._lastLogitsRow = 0;
+        }
+        Array.Clear(lead._rowCaches, 0, sequences.Length);
+    }
+
+    /// <summary>
+    /// Runs the tokens through the model from an empty cache and returns each token's final hidden
+    /// state (after the output norm, before the output projection): [tokens, embedding length]. The
+    /// cache is left holding the tokens.
+    /// </summary>
+    public float[] EmbedAll(ReadOnlySpan<int> tokens)
+    {
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to embed", nameof(tokens));
+        if (tokens.Length > ContextSize) throw new ContextOverflowException(tokens.Length, ContextSize);
+        Reset();
+        int d = _c.EmbeddingLength;
+        var all = new float[(long)tokens.Length * d];
+        int done = 0;
+        while (done < tokens.Length)
+        {
+            int n = Math.Min(_batchCapacity, tokens.Length - done);
+            Forward(tokens.Slice(done, n), allLogits: true, RowOutput.Hidden);
+            Array.Copy(_xNorm, 0, all, (long)done * d, (long)n * d);
+            done += n;
+        }
+        return all;
+    }
+
+    private enum RowOutput { Logits, Hidden }
+
+    /// <summary>A batch of this context's next tokens (consecutive positions from <see cref="Position"/>).</summary>
+    private void Forward(ReadOnlySpan<int> tokens, bool allLogits, RowOutput output = RowOutput.Logits)
+    {
+        int pos0 = Cache.Length;
+        if (pos0 + tokens.Length > ContextSize)
+            throw new ContextOverflowException(pos0 + tokens.Length, ContextSize);
+        for (int b = 0; b < tokens.Length; b++) _rowPositions[b] = pos0 + b;
+        Forward(tokens, null, _rowPositions, output, lastRowOnly: !allLogits);
+    }
+
+    /// <summary>
+    /// The transformer, for a batch of tokens. Row b is the token at position
+    /// <paramref name="positions"/>[b] of the sequence whose cache is <paramref name="caches"/>[b];
+    /// with <paramref name="caches"/> null every row belongs to this context (consecutive positions).
+    /// </summary>
+    private void Forward(ReadOnlySpan<int> tokens, KvCache[]? caches, int[] positions, RowOutput output, bool lastRowOnly = false)
     {
         int n = tokens.Length;
-        int pos0 = Cache.Length;
-        if (pos0 + n > ContextSize)
-            throw new ContextOverflowException(pos0 + n, ContextSize);
         int V = _c.VocabularySize;
         foreach (int t in tokens)
             if ((uint)t >= (uint)V) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary (0..{V - 1})");
@@ -148,7 +223,7 @@ public sealed unsafe class LlamaContext : IDisposable
             // Rotation angles, shared by every layer and head.
             int half = _c.RopeDimensionCount / 2;
             for (int b = 0; b < n; b++)
-                Rope.Angles(pos0 + b, _c.RopeDimensionCount, _c.RopeFrequencyBase, _c.RopeFrequencyScale,
+                Rope.Angles(positions[b], _c.RopeDimensionCount, _c.RopeFrequencyBase, _c.RopeFrequencyScale,
                     _ropeCos.AsSpan(b * half, half), _ropeSin.AsSpan(b * half, half), _w.RopeFrequencyFactors);
 
             for (int l = 0; l < _c.BlockCount; l++)
@@ -166,8 +241,17 @@ public sealed unsafe class LlamaContext : IDisposable
                     Rope.Apply(q + (long)b * qd, _c.HeadCount, _c.HeadSize, _c.RopeDimensionCount, c, s);
                     Rope.Apply(k + (long)b * kvd, _c.KvHeadCount, _c.HeadSize, _c.RopeDimensionCount, c, s);
                 }
-                StoreKeysAndValues(l, k, v, n, pos0);
-                _attention.Run(_model.Pool, Cache, l, q, attn, n, pos0);
+                if (caches is null)
+                {
+                    StoreKeysAndValues(Cache, l, k, v, n, positions[0]);
+                    _attention.Run(_model.Pool, Cache, l, q, attn, n, positions[0]);
+                }
+                else
+                {
+                    for (int b = 0; b < n; b++)
+                        StoreKeysAndValues(caches[b], l, k + (long)b * kvd, v + (long)b * kvd, 1, positions[b]);
+                    _attention.RunSequences(_model.Pool, caches, positions, l, q, attn, n);
+                }
                 _matmul.Multiply(blk.AttentionOutput, attn, n, proj);
                 VectorOps.Add(new ReadOnlySpan<float>(proj, n * d), new Span<float>(x, n * d));
 
@@ -179,14 +263,19 @@ public sealed unsafe class LlamaContext : IDisposable
                 _matmul.Multiply(blk.Down, gate, n, proj);
                 VectorOps.Add(new ReadOnlySpan<float>(proj, n * d), new Span<float>(x, n * d));
             }
-            Cache.Length = pos0 + n;
+            if (caches is null) Cache.Length = positions[0] + n;
+            else
+                for (int b = 0; b < n; b++) caches[b].Length = positions[b] + 1;
 
             // Final norm and the output projection (only the last row unless all are wanted).
-            int first = allLogits ? 0 : n - 1;
+            int first = lastRowOnly ? n - 1 : 0;
             int rows = n - first;
             RmsNormRows(x + (long)first * d, _w.OutputNorm, xn, rows, d);
-            _matmul.Multiply(_w.Output, xn, rows, P(_logits));
-            _lastLogitsRow = rows - 1;
+            if (output == RowOutput.Logits)
+            {
+                _matmul.Multiply(_w.Output, xn, rows, P(_logits));
+                _lastLogitsRow = rows - 1;
+            }
         }
     }
 
@@ -200,22 +289,22 @@ public sealed unsafe class LlamaContext : IDisposable
     /// Writes the batch's keys (position-major) and values (transposed: one row per value
     /// dimension, positions along it, as llama.cpp stores V for its non-flash attention).
     /// </summary>
-    private void StoreKeysAndValues(int layer, float* k, float* v, int n, int pos0)
+    private void StoreKeysAndValues(KvCache cache, int layer, float* k, float* v, int n, int pos0)
     {
-        int kvd = _c.KvDimension, ctx = ContextSize;
-        if (Cache.Type == KvCacheType.F32)
+        int kvd = _c.KvDimension, ctx = cache.ContextSize;
+        if (cache.Type == KvCacheType.F32)
         {
-            Buffer.MemoryCopy(k, Cache.Keys32(layer) + (long)pos0 * kvd, (long)n * kvd * 4, (long)n * kvd * 4);
-            float* vt = Cache.Values32(layer);
+            Buffer.MemoryCopy(k, cache.Keys32(layer) + (long)pos0 * kvd, (long)n * kvd * 4, (long)n * kvd * 4);
+            float* vt = cache.Values32(layer);
             for (int b = 0; b < n; b++)
                 for (int j = 0; j < kvd; j++)
                     vt[(long)j * ctx + pos0 + b] = v[(long)b * kvd + j];
         }
         else
         {
-            Half* kc = Cache.Keys16(layer) + (long)pos0 * kvd;
+            Half* kc = cache.Keys16(layer) + (long)pos0 * kvd;
             for (long i = 0; i < (long)n * kvd; i++) kc[i] = (Half)k[i];
-            Half* vt = Cache.Values16(layer);
+            Half* vt = cache.Values16(layer);
             for (int b = 0; b < n; b++)
                 for (int j = 0; j < kvd; j++)
                     vt[(long)j * ctx + pos0 + b] = (Half)v[(long)b * kvd + j];
