@@ -24,9 +24,11 @@ namespace Cria.Server;
 /// <summary>
 /// An OpenAI-compatible HTTP server over one loaded model: <c>/v1/models</c>, <c>/v1/completions</c>,
 /// <c>/v1/chat/completions</c> (with SSE streaming), <c>/tokenize</c>, <c>/detokenize</c>, <c>/health</c> and
-/// <c>/metrics</c>. Requests run on <see cref="ServerOptions.Parallel"/> slots, each a <see cref="LlamaSession"/>
-/// with its own KV cache; further requests wait in a bounded queue (503 when it is full). Slots compute one at
-/// a time through the model's compute lock (no continuous batching yet).
+/// <c>/metrics</c>, <c>/v1/embeddings</c>, <c>/infill</c> and a chat page at <c>/</c>. Requests run on
+/// <see cref="ServerOptions.Parallel"/> slots, each a <see cref="LlamaSession"/> with its own KV cache; further
+/// requests wait in a bounded queue (503 when it is full). The slots generate together: one
+/// <see cref="GenerationScheduler"/> thread advances every active request by a token per batched forward pass
+/// (continuous batching), and new requests join between passes.
 /// </summary>
 /// <example>
 /// <code>
@@ -43,6 +45,7 @@ public sealed class CriaServer : IAsyncDisposable
     private readonly LlamaModel _model;
     private readonly ServerOptions _options;
     private readonly SlotPool _pool;
+    private readonly GenerationScheduler _scheduler;
     private readonly ChatFormatter _chat;
     private readonly byte[]? _apiKey;
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -70,10 +73,15 @@ public sealed class CriaServer : IAsyncDisposable
             ?? model.File.GetString("general.name")
             ?? "model";
         _pool = new SlotPool(model, options.Parallel, new ContextOptions { ContextSize = ctx, KvCacheType = options.KvCacheType }, options.QueueSize);
+        _scheduler = new GenerationScheduler(options.Parallel, PromptChunk, Metrics, log);
     }
+
+    /// <summary>Prompt tokens of one request evaluated per scheduling round (others decode in between).</summary>
+    private const int PromptChunk = 256;
 
     public ServerMetrics Metrics { get; } = new();
     internal SlotPool Pool => _pool;
+    internal GenerationScheduler Scheduler => _scheduler;
     public string ModelName { get; }
     /// <summary>Context size of each slot.</summary>
     public int ContextSize => _pool.ContextSize;
@@ -106,6 +114,7 @@ public sealed class CriaServer : IAsyncDisposable
         var app = builder.Build();
         app.Use(OuterAsync);
         app.Use(AuthorizeAsync);
+        app.MapGet("/", ChatPage.Serve);
         app.MapGet("/health", Health);
         app.MapGet("/v1/health", Health);
         app.MapGet("/v1/models", Models);
@@ -115,6 +124,9 @@ public sealed class CriaServer : IAsyncDisposable
         app.MapPost("/completions", CompletionsAsync);
         app.MapPost("/v1/chat/completions", ChatCompletionsAsync);
         app.MapPost("/chat/completions", ChatCompletionsAsync);
+        app.MapPost("/v1/embeddings", EmbeddingsAsync);
+        app.MapPost("/embeddings", EmbeddingsAsync);
+        app.MapPost("/infill", InfillAsync);
         app.MapPost("/tokenize", TokenizeAsync);
         app.MapPost("/detokenize", DetokenizeAsync);
         app.Lifetime.ApplicationStopping.Register(() => _stopping.Cancel());
@@ -137,6 +149,7 @@ public sealed class CriaServer : IAsyncDisposable
         finally
         {
             if (_app != null) await _app.DisposeAsync().ConfigureAwait(false);
+            _scheduler.Dispose();
             _pool.Dispose();
             _stopping.Dispose();
         }
@@ -196,7 +209,7 @@ public sealed class CriaServer : IAsyncDisposable
 
     private Task AuthorizeAsync(HttpContext ctx, RequestDelegate next)
     {
-        if (_apiKey is null || ctx.Request.Path.Equals("/health") || ctx.Request.Path.Equals("/v1/health")) return next(ctx);
+        if (_apiKey is null || ctx.Request.Path.Equals("/") || ctx.Request.Path.Equals("/health") || ctx.Request.Path.Equals("/v1/health")) return next(ctx);
         string header = ctx.Request.Headers.Authorization.ToString();
         const string prefix = "Bearer ";
         bool ok = header.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)
@@ -293,8 +306,9 @@ public sealed class CriaServer : IAsyncDisposable
         var body = await RequestJson.ReadObjectAsync(ctx, _options.MaxRequestBodyBytes).ConfigureAwait(false);
         int[] prompt = ParsePrompt(body);
         var options = ParseOptions(body, defaultMaxTokens: 16, chat: false);
+        int logprobs = ParseLogprobs(body, chat: false);
         bool stream = RequestJson.Bool(body, "stream") ?? false;
-        await GenerateAsync(ctx, prompt, options, stream, chat: false).ConfigureAwait(false);
+        await GenerateAsync(ctx, prompt, options, logprobs, stream, ResponseKind.Completion).ConfigureAwait(false);
     }
 
     private async Task ChatCompletionsAsync(HttpContext ctx)
@@ -302,6 +316,7 @@ public sealed class CriaServer : IAsyncDisposable
         var body = await RequestJson.ReadObjectAsync(ctx, _options.MaxRequestBodyBytes).ConfigureAwait(false);
         var messages = ParseMessages(body);
         var options = ParseOptions(body, defaultMaxTokens: -1, chat: true);
+        int logprobs = ParseLogprobs(body, chat: true);
         bool stream = RequestJson.Bool(body, "stream") ?? false;
         int[] prompt;
         try
@@ -312,7 +327,124 @@ public sealed class CriaServer : IAsyncDisposable
         {
             throw ApiException.BadRequest($"the chat template cannot render these messages: {e.Message}", "messages", "chat_template_error");
         }
-        await GenerateAsync(ctx, prompt, options, stream, chat: true).ConfigureAwait(false);
+        await GenerateAsync(ctx, prompt, options, logprobs, stream, ResponseKind.Chat).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// <c>POST /infill</c> (Code Llama fill-in-the-middle, as llama.cpp's server): <c>input_prefix</c> and
+    /// <c>input_suffix</c>, the middle generated until <c>&lt;EOT&gt;</c>; answered in the completion shape plus
+    /// <c>content</c>. 400 when the model's vocabulary has no FIM tokens.
+    /// </summary>
+    private async Task InfillAsync(HttpContext ctx)
+    {
+        var body = await RequestJson.ReadObjectAsync(ctx, _options.MaxRequestBodyBytes).ConfigureAwait(false);
+        if (!Infill.IsSupported(_model.Vocabulary))
+            throw ApiException.BadRequest("this model has no fill-in-the-middle tokens (<PRE>, <SUF>, <MID>); infill needs a Code Llama model", null, "infill_not_supported");
+        string prefix = RequestJson.String(body, "input_prefix") ?? "";
+        string suffix = RequestJson.String(body, "input_suffix") ?? "";
+        if (prefix.Length == 0 && suffix.Length == 0)
+            throw ApiException.BadRequest("give 'input_prefix' and/or 'input_suffix'", "input_prefix", "missing_field");
+        int[] prompt = Infill.BuildPrompt(_model.Tokenizer, prefix, suffix);
+        if (body["n_predict"] != null && body["max_tokens"] == null) body["max_tokens"] = body["n_predict"]!.DeepClone();
+        var options = ParseOptions(body, defaultMaxTokens: -1, chat: false);
+        int logprobs = ParseLogprobs(body, chat: false);
+        bool stream = RequestJson.Bool(body, "stream") ?? false;
+        await GenerateAsync(ctx, prompt, options, logprobs, stream, ResponseKind.Infill).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// <c>POST /v1/embeddings</c>: for each input (a string, an array of strings, or token arrays) the mean of
+    /// the final hidden states over its tokens, scaled to unit length; <c>encoding_format</c> float or base64.
+    /// </summary>
+    private async Task EmbeddingsAsync(HttpContext ctx)
+    {
+        var body = await RequestJson.ReadObjectAsync(ctx, _options.MaxRequestBodyBytes).ConfigureAwait(false);
+        var inputs = ParseEmbeddingInputs(body);
+        string format = RequestJson.String(body, "encoding_format") ?? "float";
+        if (format is not ("float" or "base64"))
+            throw ApiException.BadRequest("'encoding_format' must be \"float\" or \"base64\"", "encoding_format", "invalid_value");
+        if (RequestJson.Int(body, "dimensions", 1) is { } dims && dims != _model.Config.EmbeddingLength)
+            throw ApiException.BadRequest($"this model's embeddings have {_model.Config.EmbeddingLength} dimensions", "dimensions", "invalid_value");
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            if (inputs[i].Length == 0) throw ApiException.BadRequest($"input {i} has no tokens", "input", "invalid_value");
+            if (inputs[i].Length > _pool.ContextSize)
+                throw ApiException.BadRequest($"input {i} is {inputs[i].Length} tokens long but the context holds {_pool.ContextSize}", "input", "context_length_exceeded");
+        }
+
+        Slot slot = await AcquireSlotAsync(Array.Empty<int>(), ctx).ConfigureAwait(false);
+        float[][] vectors;
+        try
+        {
+            vectors = await _scheduler.RunAsync(() =>
+            {
+                var result = new float[inputs.Count][];
+                try
+                {
+                    for (int i = 0; i < inputs.Count; i++) result[i] = Embedding.MeanPooledNormalized(slot.Session.Context, inputs[i]);
+                }
+                finally
+                {
+                    slot.Session.Reset(); // the cache no longer holds the slot's conversation
+                }
+                return result;
+            }).WaitAsync(ctx.RequestAborted).ConfigureAwait(false);
+        }
+        finally
+        {
+            _pool.Release(slot);
+        }
+        var data = new JsonArray();
+        int total = 0;
+        for (int i = 0; i < vectors.Length; i++)
+        {
+            total += inputs[i].Length;
+            JsonNode embedding;
+            if (format == "base64")
+            {
+                var bytes = new byte[vectors[i].Length * 4];
+                System.Runtime.InteropServices.MemoryMarshal.AsBytes(vectors[i].AsSpan()).CopyTo(bytes);
+                embedding = Convert.ToBase64String(bytes);
+            }
+            else
+            {
+                var array = new JsonArray();
+                foreach (float v in vectors[i]) array.Add(v);
+                embedding = array;
+            }
+            data.Add(new JsonObject { ["object"] = "embedding", ["index"] = i, ["embedding"] = embedding });
+        }
+        await WriteJsonAsync(ctx, new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = data,
+            ["model"] = ModelName,
+            ["usage"] = new JsonObject { ["prompt_tokens"] = total, ["total_tokens"] = total },
+        }).ConfigureAwait(false);
+    }
+
+    private List<int[]> ParseEmbeddingInputs(JsonObject body)
+    {
+        var tok = _model.Tokenizer;
+        int vocab = _model.Config.VocabularySize;
+        int[] Text(string s) => tok.Encode(s, addSpecial: true, parseSpecial: false);
+        switch (body["input"])
+        {
+            case null:
+                throw ApiException.BadRequest("'input' is required", "input", "missing_field");
+            case JsonValue v when v.GetValueKind() == JsonValueKind.String:
+                return new List<int[]> { Text(v.GetValue<string>()) };
+            case JsonArray a when a.Count > 0 && a.All(e => e is JsonValue s && s.GetValueKind() == JsonValueKind.String):
+                if (a.Count > 256) throw ApiException.BadRequest("at most 256 inputs per request", "input", "invalid_value");
+                return a.Select(e => Text(e!.GetValue<string>())).ToList();
+            case JsonArray a when a.Count > 0 && a.All(e => e is JsonValue n && n.GetValueKind() == JsonValueKind.Number):
+                return new List<int[]> { RequestJson.TokenArray(a, "input", vocab) };
+            case JsonArray a when a.Count > 0 && a.All(e => e is JsonArray):
+                if (a.Count > 256) throw ApiException.BadRequest("at most 256 inputs per request", "input", "invalid_value");
+                return a.Select(e => RequestJson.TokenArray((JsonArray)e!, "input", vocab)).ToList();
+            default:
+                throw ApiException.BadRequest("'input' must be a string, an array of strings, or token ids", "input", "invalid_type");
+        }
     }
 
     private int[] ParsePrompt(JsonObject body)
@@ -361,6 +493,24 @@ public sealed class CriaServer : IAsyncDisposable
         return list;
     }
 
+    private enum ResponseKind { Completion, Chat, Infill }
+
+    /// <summary>
+    /// How many alternatives per token the request wants (-1: no log-probabilities). Chat: <c>logprobs: true</c>
+    /// with optional <c>top_logprobs</c> (0..20); completions: <c>logprobs: N</c> (0..20).
+    /// </summary>
+    private static int ParseLogprobs(JsonObject b, bool chat)
+    {
+        if (chat)
+        {
+            bool wanted = RequestJson.Bool(b, "logprobs") ?? false;
+            int? top = RequestJson.Int(b, "top_logprobs", 0, TokenLogprobs.MaxTop);
+            if (top != null && !wanted) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs", "invalid_value");
+            return wanted ? top ?? 0 : -1;
+        }
+        return RequestJson.Int(b, "logprobs", 0, TokenLogprobs.MaxTop) ?? -1;
+    }
+
     private static GenerationOptions ParseOptions(JsonObject b, int defaultMaxTokens, bool chat)
     {
         int? maxTokens = chat ? RequestJson.Int(b, "max_completion_tokens", 0) ?? RequestJson.Int(b, "max_tokens", 0) : RequestJson.Int(b, "max_tokens", 0);
@@ -406,86 +556,56 @@ public sealed class CriaServer : IAsyncDisposable
         };
     }
 
-    private sealed class Outcome
+    /// <summary>Runs one generation on a slot through the scheduler and answers with JSON or an SSE stream.</summary>
+    private async Task GenerateAsync(HttpContext ctx, int[] prompt, GenerationOptions options, int topLogprobs, bool stream, ResponseKind kind)
     {
-        public GenerationStats? Stats;
-    }
-
-    /// <summary>Runs one generation on a slot and answers with JSON or an SSE stream.</summary>
-    private async Task GenerateAsync(HttpContext ctx, int[] prompt, GenerationOptions options, bool stream, bool chat)
-    {
-        string param = chat ? "messages" : "prompt";
+        bool chat = kind == ResponseKind.Chat;
+        string param = kind switch { ResponseKind.Chat => "messages", ResponseKind.Infill => "input_prefix", _ => "prompt" };
         if (prompt.Length == 0) throw ApiException.BadRequest("the prompt has no tokens", param, "invalid_value");
         if (prompt.Length > _pool.ContextSize)
             throw ApiException.BadRequest($"the prompt is {prompt.Length} tokens long but the context holds {_pool.ContextSize}", param, "context_length_exceeded");
 
-        Slot slot;
-        try
-        {
-            slot = await _pool.AcquireAsync(prompt, ctx.RequestAborted).ConfigureAwait(false);
-        }
-        catch (QueueFullException e)
-        {
-            Metrics.Rejected();
-            ctx.Response.Headers.RetryAfter = "1";
-            throw new ApiException(503, e.Message, code: "queue_full");
-        }
-
+        Slot slot = await AcquireSlotAsync(prompt, ctx).ConfigureAwait(false);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, _stopping.Token);
-        var channel = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var outcome = new Outcome();
-        Task producer;
+        GenerationJob? job = null;
         try
         {
-            producer = Task.Factory.StartNew(() =>
-            {
-                try
-                {
-                    foreach (string piece in slot.Session.GenerateText(prompt, options, cts.Token))
-                        channel.Writer.TryWrite(piece);
-                    channel.Writer.TryComplete();
-                }
-                catch (Exception e)
-                {
-                    channel.Writer.TryComplete(e);
-                }
-                finally
-                {
-                    outcome.Stats = slot.Session.LastStats;
-                }
-            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        }
-        catch
-        {
-            _pool.Release(slot);
-            throw;
-        }
+            var generator = slot.Session.StartGeneration(prompt, options);
+            job = new GenerationJob(generator, new GeneratedText(_model.Tokenizer, options.StopSequences), topLogprobs, cts.Token);
+            _scheduler.Submit(job);
 
-        try
-        {
             string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
             long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
             var text = new StringBuilder();
+            var logprobs = topLogprobs >= 0 ? new List<TokenLogprob>() : null;
+            int textOffset = 0;
             if (stream)
             {
                 ctx.Response.StatusCode = 200;
                 ctx.Response.ContentType = "text/event-stream; charset=utf-8";
                 ctx.Response.Headers.CacheControl = "no-cache";
                 if (chat)
-                    await WriteEventAsync(ctx, Chunk(id, created, chat, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null), cts.Token).ConfigureAwait(false);
+                    await WriteEventAsync(ctx, Chunk(id, created, chat, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, null), cts.Token).ConfigureAwait(false);
                 else
                     await ctx.Response.Body.FlushAsync(cts.Token).ConfigureAwait(false);
             }
-            await foreach (string piece in channel.Reader.ReadAllAsync(cts.Token).ConfigureAwait(false))
+            await foreach (var piece in job.Output.ReadAllAsync(cts.Token).ConfigureAwait(false))
             {
                 if (stream)
-                    await WriteEventAsync(ctx, Chunk(id, created, chat, chat ? new JsonObject { ["content"] = piece } : piece, null), cts.Token).ConfigureAwait(false);
+                {
+                    JsonNode? lp = piece.Logprob is { } one ? LogprobsJson(chat, new[] { one }, textOffset) : null;
+                    await WriteEventAsync(ctx, Chunk(id, created, chat, chat ? new JsonObject { ["content"] = piece.Text } : piece.Text, null, lp), cts.Token).ConfigureAwait(false);
+                    textOffset += piece.Text.Length;
+                }
                 else
-                    text.Append(piece);
+                {
+                    text.Append(piece.Text);
+                    if (piece.Logprob is { } one) logprobs!.Add(one);
+                }
             }
-            await producer.ConfigureAwait(false);
+            await job.Done.ConfigureAwait(false);
             cts.Token.ThrowIfCancellationRequested();
-            var stats = outcome.Stats!;
+            var stats = job.Stats!;
             string finish = stats.StopReason is StopReason.MaxTokens or StopReason.ContextFull ? "length" : "stop";
             var usage = new JsonObject
             {
@@ -503,7 +623,7 @@ public sealed class CriaServer : IAsyncDisposable
             };
             if (stream)
             {
-                var last = Chunk(id, created, chat, chat ? new JsonObject() : "", finish);
+                var last = Chunk(id, created, chat, chat ? new JsonObject() : "", finish, null);
                 last["usage"] = usage;
                 last["timings"] = timings;
                 await WriteEventAsync(ctx, last, cts.Token).ConfigureAwait(false);
@@ -512,22 +632,13 @@ public sealed class CriaServer : IAsyncDisposable
             }
             else
             {
-                JsonObject choice = chat
-                    ? new JsonObject
-                    {
-                        ["index"] = 0,
-                        ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = text.ToString() },
-                        ["logprobs"] = null,
-                        ["finish_reason"] = finish,
-                    }
-                    : new JsonObject
-                    {
-                        ["index"] = 0,
-                        ["text"] = text.ToString(),
-                        ["logprobs"] = null,
-                        ["finish_reason"] = finish,
-                    };
-                await WriteJsonAsync(ctx, new JsonObject
+                JsonNode? lp = logprobs is null ? null : LogprobsJson(chat, logprobs, 0);
+                var choice = new JsonObject { ["index"] = 0 };
+                if (chat) choice["message"] = new JsonObject { ["role"] = "assistant", ["content"] = text.ToString() };
+                else choice["text"] = text.ToString();
+                choice["logprobs"] = lp;
+                choice["finish_reason"] = finish;
+                var response = new JsonObject
                 {
                     ["id"] = id,
                     ["object"] = chat ? "chat.completion" : "text_completion",
@@ -536,24 +647,91 @@ public sealed class CriaServer : IAsyncDisposable
                     ["choices"] = new JsonArray(choice),
                     ["usage"] = usage,
                     ["timings"] = timings,
-                }).ConfigureAwait(false);
+                };
+                if (kind == ResponseKind.Infill) response["content"] = text.ToString();
+                await WriteJsonAsync(ctx, response).ConfigureAwait(false);
             }
         }
         finally
         {
             cts.Cancel();
-            try { await producer.ConfigureAwait(false); } catch { /* reported through the channel */ }
-            if (outcome.Stats is { } s) Metrics.Completion(s.PromptTokens, s.GeneratedTokens);
+            if (job != null)
+            {
+                // The slot's context is the scheduler's until the job is done.
+                await job.Done.ConfigureAwait(false);
+                if (job.Stats is { } s) Metrics.Completion(s.PromptTokens, s.GeneratedTokens);
+            }
             _pool.Release(slot);
         }
     }
 
-    private JsonObject Chunk(string id, long created, bool chat, JsonNode delta, string? finish)
+    private async Task<Slot> AcquireSlotAsync(int[] prompt, HttpContext ctx)
+    {
+        try
+        {
+            return await _pool.AcquireAsync(prompt, ctx.RequestAborted).ConfigureAwait(false);
+        }
+        catch (QueueFullException e)
+        {
+            Metrics.Rejected();
+            ctx.Response.Headers.RetryAfter = "1";
+            throw new ApiException(503, e.Message, code: "queue_full");
+        }
+    }
+
+    /// <summary>
+    /// Log-probabilities in OpenAI's shape: for chat <c>{"content": [{token, logprob, bytes, top_logprobs}]}</c>,
+    /// for completions <c>{tokens, token_logprobs, top_logprobs, text_offset}</c>.
+    /// </summary>
+    private JsonNode LogprobsJson(bool chat, IReadOnlyList<TokenLogprob> entries, int textOffset)
+    {
+        if (chat)
+        {
+            var content = new JsonArray();
+            foreach (var e in entries)
+            {
+                var top = new JsonArray();
+                foreach (var (token, logprob) in e.Top) top.Add(TokenJson(token, logprob));
+                var entry = TokenJson(e.Token, e.Logprob);
+                entry["top_logprobs"] = top;
+                content.Add(entry);
+            }
+            return new JsonObject { ["content"] = content };
+        }
+        var tokens = new JsonArray();
+        var tokenLogprobs = new JsonArray();
+        var tops = new JsonArray();
+        var offsets = new JsonArray();
+        foreach (var e in entries)
+        {
+            string piece = Piece(e.Token);
+            tokens.Add(piece);
+            tokenLogprobs.Add(e.Logprob);
+            var top = new JsonObject();
+            foreach (var (token, logprob) in e.Top) top[Piece(token)] = logprob;
+            tops.Add(top);
+            offsets.Add(textOffset);
+            textOffset += piece.Length;
+        }
+        return new JsonObject { ["tokens"] = tokens, ["token_logprobs"] = tokenLogprobs, ["top_logprobs"] = tops, ["text_offset"] = offsets };
+    }
+
+    private string Piece(int token) => Encoding.UTF8.GetString(_model.Tokenizer.TokenToPiece(token));
+
+    private JsonObject TokenJson(int token, float logprob)
+    {
+        byte[] bytes = _model.Tokenizer.TokenToPiece(token);
+        var array = new JsonArray();
+        foreach (byte x in bytes) array.Add((int)x);
+        return new JsonObject { ["token"] = Encoding.UTF8.GetString(bytes), ["logprob"] = logprob, ["bytes"] = array };
+    }
+
+    private JsonObject Chunk(string id, long created, bool chat, JsonNode delta, string? finish, JsonNode? logprobs)
     {
         var choice = new JsonObject { ["index"] = 0 };
         if (chat) choice["delta"] = delta;
         else choice["text"] = delta;
-        choice["logprobs"] = null;
+        choice["logprobs"] = logprobs;
         choice["finish_reason"] = finish;
         return new JsonObject
         {

@@ -23,7 +23,7 @@ public sealed record ServerOptions
 
     public KvCacheType KvCacheType { get; init; } = KvCacheType.F16;
 
-    /// <summary>When set, every endpoint except /health needs <c>Authorization: Bearer KEY</c>.</summary>
+    /// <summary>When set, every endpoint except / (the chat page) and /health needs <c>Authorization: Bearer KEY</c>.</summary>
     public string? ApiKey { get; init; }
 
     /// <summary>The chat template; null for the model's own (or the built-in Llama 2/3 fallback).</summary>

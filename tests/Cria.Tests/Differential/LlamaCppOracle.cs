@@ -100,6 +100,33 @@ public static class LlamaCppOracle
         }
     }
 
+    /// <summary>
+    /// llama.cpp's sentence embedding of <paramref name="text"/> (BOS added): mean pooling of the final,
+    /// normed hidden states (its <c>LLAMA_POOLING_TYPE_MEAN</c>), not normalized; F32 KV cache.
+    /// </summary>
+    public static float[] MeanEmbedding(string modelPath, string text, int threads = 2)
+    {
+        var parameters = new ModelParams(modelPath)
+        {
+            ContextSize = 256,
+            GpuLayerCount = 0,
+            Threads = threads,
+            BatchThreads = threads,
+            BatchSize = 256,
+            UBatchSize = 256,
+            TypeK = GGMLType.GGML_TYPE_F32,
+            TypeV = GGMLType.GGML_TYPE_F32,
+            FlashAttention = false,
+            Embeddings = true,
+            PoolingType = LLamaPoolingType.Mean,
+        };
+        using var weights = LLamaWeights.LoadFromFile(parameters);
+        using var embedder = new LLamaEmbedder(weights, parameters);
+        var vectors = embedder.GetEmbeddings(text).GetAwaiter().GetResult();
+        if (vectors.Count != 1) throw new InvalidOperationException($"expected one pooled vector, got {vectors.Count}");
+        return vectors[0];
+    }
+
     /// <summary>llama.cpp's tokenization of <paramref name="text"/> with the file's vocabulary.</summary>
     public static int[] Tokenize(string modelPath, string text, bool addSpecial, bool parseSpecial)
     {

@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Cria.Model;
+using Cria.Server;
+using Xunit;
+using Xunit.Abstractions;
+using static Cria.Tests.Server.ServerTestUtil;
+
+namespace Cria.Tests.Server;
+
+/// <summary>
+/// 8 concurrent streaming clients × 25 requests each on loopback: no errors, every stream complete,
+/// memory stable. Prints the aggregate token rate against one client's (recorded in docs/BENCHMARKS.md);
+/// speed itself is not asserted here.
+/// </summary>
+[Collection("CriaServer")]
+public sealed class ServerLoadTests
+{
+    private const int Clients = 8, RequestsPerClient = 25, MaxTokens = 48;
+    private static readonly string[] Prompts = { "Once upon a time", "The little dog", "Lily wanted to", "One day, a big", "Tom and Sue", "The sun was" };
+    private readonly ITestOutputHelper _out;
+
+    public ServerLoadTests(ITestOutputHelper output) => _out = output;
+
+    [SkippableFact]
+    public async Task EightStreamingClientsTimesTwentyFiveRequestsAllComplete()
+    {
+        using var model = LlamaModel.Load(RefData.Require(ServerFixture.ModelFile), new ModelOptions { Threads = 2 });
+        await using var server = new CriaServer(model, new ServerOptions
+        {
+            Host = "127.0.0.1", Port = 0, Parallel = Clients, QueueSize = Clients, ContextSize = 256,
+        });
+        await server.StartAsync();
+
+        // One client alone first (the baseline), then eight at once.
+        var (singleTokens, singleTime) = await RunClientsAsync(server, clients: 1, requests: RequestsPerClient);
+        long heapAfterWarmup = HeapBytes();
+        var (tokens, time) = await RunClientsAsync(server, Clients, RequestsPerClient);
+        long heapAtEnd = HeapBytes();
+
+        double single = singleTokens / singleTime.TotalSeconds, aggregate = tokens / time.TotalSeconds;
+        _out.WriteLine($"1 client: {singleTokens} tokens in {singleTime.TotalSeconds:F2} s = {single:F0} tok/s");
+        _out.WriteLine($"{Clients} clients: {tokens} tokens in {time.TotalSeconds:F2} s = {aggregate:F0} tok/s aggregate ({aggregate / single:F2}x)");
+        _out.WriteLine($"mean decode batch {server.Metrics.DecodedTokensTotal / (double)server.Metrics.DecodeStepsTotal:F2}, largest {server.Metrics.LargestBatch}; managed heap {heapAfterWarmup / 1e6:F1} -> {heapAtEnd / 1e6:F1} MB");
+
+        Assert.Equal(0, server.Metrics.ErrorsTotal);
+        Assert.Equal(Clients, server.Metrics.LargestBatch);
+        Assert.Equal(0, server.Pool.Active);
+        // Memory is stable: 200 requests later the heap has not grown by more than a few MB.
+        Assert.True(heapAtEnd - heapAfterWarmup < 16_000_000, $"managed heap grew from {heapAfterWarmup} to {heapAtEnd} bytes");
+    }
+
+    private static long HeapBytes()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        return GC.GetTotalMemory(forceFullCollection: true);
+    }
+
+    /// <summary>Runs the clients to completion, checking every stream; returns generated tokens and wall time.</summary>
+    private static async Task<(long Tokens, TimeSpan Time)> RunClientsAsync(CriaServer server, int clients, int requests)
+    {
+        long tokens = 0;
+        var sw = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(async c =>
+        {
+            using var client = NewClient(server);
+            client.Timeout = TimeSpan.FromSeconds(60);
+            for (int r = 0; r < requests; r++)
+            {
+                var body = new JsonObject
+                {
+                    ["prompt"] = Prompts[(c + r) % Prompts.Length],
+                    ["max_tokens"] = MaxTokens,
+                    ["temperature"] = 0.9,
+                    ["seed"] = c * 1000 + r,
+                    ["stream"] = true,
+                };
+                using var response = await client.PostAsync("/v1/completions", Json(body));
+                Assert.Equal(200, (int)response.StatusCode);
+                string sse = await response.Content.ReadAsStringAsync();
+                var events = sse.Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+                Assert.Equal("data: [DONE]", events[^1].Trim());
+                var last = JsonNode.Parse(events[^2]["data: ".Length..])!;
+                string? finish = (string?)last["choices"]![0]!["finish_reason"];
+                Assert.True(finish is "stop" or "length", $"finish_reason {finish}");
+                int generated = (int)last["usage"]!["completion_tokens"]!;
+                Assert.InRange(generated, 1, MaxTokens);
+                if (finish == "length") Assert.Equal(MaxTokens, generated);
+                Interlocked.Add(ref tokens, generated);
+            }
+        }));
+        return (tokens, sw.Elapsed);
+    }
+}
