@@ -27,6 +27,8 @@ public static class SyntheticModel
         public required int KvHeadCount { get; init; }
         public int ContextLength { get; init; } = 2048;
         public float RopeFreqBase { get; init; } = 10000;
+        /// <summary>Llama 3.1's RoPE frequency factors, written as <c>rope_freqs.weight</c> (head size / 2 values); null for none.</summary>
+        public float[]? RopeFrequencyFactors { get; init; }
         public float RmsEpsilon { get; init; } = 1e-5f;
         /// <summary>When true the file has no output.weight: the output projection reuses token_embd.weight.</summary>
         public bool TiedEmbeddings { get; init; }
@@ -115,6 +117,12 @@ public static class SyntheticModel
             AddMatrix(p + "ffn_down.weight", ff, embd);
         }
         AddNorm("output_norm.weight");
+        if (spec.RopeFrequencyFactors is { } factors)
+        {
+            if (factors.Length != headSize / 2)
+                throw new ArgumentException($"{factors.Length} RoPE frequency factors given; the head size {headSize} needs {headSize / 2}", nameof(spec));
+            w.AddTensor("rope_freqs.weight", factors, new long[] { factors.Length });
+        }
         if (!spec.TiedEmbeddings) AddMatrix("output.weight", embd, vocab);
         w.Write(path);
     }
