@@ -8,8 +8,9 @@ using Cria.Sampling;
 namespace Cria.Cli.Commands;
 
 /// <summary>
-/// <c>cria chat</c>: an interactive conversation on stdin/stdout using the model's chat template.
-/// Lines starting with "/" are commands (/reset, /system TEXT, /exit); Ctrl-C stops the current answer.
+/// <c>cria chat</c>: an interactive conversation on stdin/stdout using the model's chat template (or the one
+/// <c>--chat-template</c> names). Lines starting with "/" are commands (/reset, /system TEXT, /prompt, /exit); Ctrl-C
+/// stops the current answer.
 /// </summary>
 internal static class ChatCommand
 {
@@ -21,12 +22,13 @@ internal static class ChatCommand
         var temp = CommonOptions.Temperature(0.8f);
         var seed = CommonOptions.Seed();
         var dropOldest = new Option<bool>("--drop-oldest") { Description = "when the conversation outgrows the context, forget the oldest turns" };
+        var template = CommonOptions.ChatTemplate();
         var ctx = CommonOptions.Context();
         var threads = CommonOptions.Threads();
         var kv = CommonOptions.KvType();
 
         var cmd = new Command("chat", "chat with a model interactively (stdin/stdout)");
-        foreach (Option o in new Option[] { model, system, n, temp, seed, dropOldest, ctx, threads, kv })
+        foreach (Option o in new Option[] { model, system, n, temp, seed, dropOldest, template, ctx, threads, kv })
             cmd.Options.Add(o);
         // A synchronous action: Ctrl-C is handled here (it stops an answer) rather than ending the process.
         cmd.SetAction((ParseResult r) => CliErrors.Guard(() =>
@@ -36,6 +38,7 @@ internal static class ChatCommand
             var sampling = new SamplerOptions { Temperature = r.GetValue(temp), Seed = r.GetValue(seed) };
             var kvType = CliErrors.ParseKvType(r.GetValue(kv));
             int nThreads = CommonOptions.ResolveThreads(r.GetValue(threads));
+            ChatTemplate? chatTemplate = CommonOptions.ResolveChatTemplate(r.GetValue(template));
             string path = CliErrors.RequireModelFile(r.GetValue(model));
 
             using var llama = LlamaModel.Load(path, new ModelOptions { Threads = nThreads });
@@ -44,6 +47,7 @@ internal static class ChatCommand
             var chat = new ChatSession(session, new ChatSessionOptions
             {
                 SystemPrompt = r.GetValue(system),
+                Template = chatTemplate,
                 OverflowPolicy = r.GetValue(dropOldest) ? ContextOverflowPolicy.DropOldestTurns : ContextOverflowPolicy.Throw,
             });
             var options = new GenerationOptions { MaxTokens = maxTokens, Sampling = sampling };
@@ -62,7 +66,7 @@ internal static class ChatCommand
             stdout.Flush();
         }
 
-        Console.Error.WriteLine($"cria chat: context {ctxSize} tokens. Commands: /reset, /system TEXT, /exit. Ctrl-C stops an answer.");
+        Console.Error.WriteLine($"cria chat: context {ctxSize} tokens. Commands: /reset, /system TEXT, /prompt, /exit. Ctrl-C stops an answer.");
         CancellationTokenSource? answering = null;
         var gate = new object();
         ConsoleCancelEventHandler onCancel = (_, e) =>
@@ -104,8 +108,13 @@ internal static class ChatCommand
                             chat.SystemPrompt = argument.Length == 0 ? null : argument;
                             Console.Error.WriteLine(argument.Length == 0 ? "(system prompt removed)" : "(system prompt set)");
                             continue;
+                        case "/prompt":
+                            // the last prompt exactly as rendered by the chat template, then its token count
+                            if (chat.LastPrompt is null) Console.Error.WriteLine("(no prompt yet)");
+                            else Console.Error.WriteLine($"{chat.LastPrompt}\n({chat.LastPromptTokenCount} tokens)");
+                            continue;
                         default:
-                            Console.Error.WriteLine($"unknown command {command}; commands: /reset, /system TEXT, /exit");
+                            Console.Error.WriteLine($"unknown command {command}; commands: /reset, /system TEXT, /prompt, /exit");
                             continue;
                     }
                 }
@@ -116,6 +125,12 @@ internal static class ChatCommand
                 try
                 {
                     Answer(chat, input, options, cts.Token, Write);
+                }
+                catch (ChatTemplateException e)
+                {
+                    // e.g. a template's raise_exception("...") for a conversation it does not accept
+                    Console.Error.WriteLine($"error: the chat template failed: {e.Message.ReplaceLineEndings(" ")}");
+                    continue;
                 }
                 catch (ContextOverflowException e)
                 {

@@ -1,3 +1,4 @@
+using Cria.Conversion;
 using Cria.Gguf;
 using Cria.Model;
 
@@ -18,7 +19,7 @@ internal static class CliErrors
         {
             return body();
         }
-        catch (Exception e) when (e is CliException or GgufFormatException or ModelLoadException or ContextOverflowException
+        catch (Exception e) when (e is CliException or GgufFormatException or SentencePieceModelException or ModelLoadException or ContextOverflowException
                                       or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException
                                       or IOException or ArgumentException or InvalidDataException or NotSupportedException)
         {

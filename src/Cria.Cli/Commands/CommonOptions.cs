@@ -16,6 +16,28 @@ internal static class CommonOptions
     public static Option<bool> NoBos() => new("--no-bos") { Description = "do not add the BOS token" };
     public static Option<bool> Special() => new("--special") { Description = "parse special-token text such as <s> into token ids" };
 
+    public static Option<string?> ChatTemplate() => new("--chat-template")
+    {
+        Description = "chat template to use instead of the model's: a Jinja template file, or a built-in name (llama2, llama3)",
+    };
+
+    /// <summary>
+    /// The template a <c>--chat-template</c> value names: an existing file is read as a Jinja template (raw UTF-8),
+    /// otherwise the value must be a built-in name; null when no value was given.
+    /// </summary>
+    public static Cria.Chat.ChatTemplate? ResolveChatTemplate(string? value)
+    {
+        if (value is null) return null;
+        if (File.Exists(value))
+        {
+            try { return Cria.Chat.ChatTemplate.Parse(CliErrors.ReadPromptFile(value)); }
+            catch (Cria.Chat.ChatTemplateException e) { throw new CliException($"invalid chat template {value}: {e.Message}"); }
+        }
+        if (Directory.Exists(value)) throw new CliException($"--chat-template: {value} is a directory, not a template file");
+        return Cria.Chat.ChatTemplate.Builtin(value)
+            ?? throw new CliException($"--chat-template: '{value}' is neither a template file nor a built-in template ({string.Join(", ", Cria.Chat.ChatTemplate.BuiltinNames)})");
+    }
+
     /// <summary>The prompt from -p or -f (exactly one of them).</summary>
     public static string ResolvePrompt(string? prompt, string? file)
     {

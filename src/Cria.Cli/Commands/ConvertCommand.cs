@@ -12,7 +12,11 @@ internal static class ConvertCommand
         var input = new Argument<string>("path") { Description = "llama2.c checkpoint (.bin) or Hugging Face Llama model folder" };
         var output = new Option<string>("--outfile", "-o") { Description = "output GGUF file", Required = true };
         var outType = new Option<string>("--outtype") { Description = "matrix type: f32 (default), f16, bf16 or q8_0", DefaultValueFactory = _ => "f32" };
-        var vocab = new Option<string?>("--vocab") { Description = "llama2.c tokenizer.bin for a llama2.c checkpoint (not needed for a Hugging Face folder)" };
+        var vocab = new Option<string?>("--vocab")
+        {
+            Description = "tokenizer: for a llama2.c checkpoint its tokenizer.bin or the SentencePiece tokenizer.model (required); "
+                + "for a Hugging Face folder a tokenizer.model or tokenizer.json to use instead of the folder's",
+        };
         var cmd = new Command("convert", "convert a llama2.c checkpoint or a Hugging Face Llama folder (safetensors) to GGUF");
         cmd.Arguments.Add(input);
         cmd.Options.Add(output);
@@ -31,16 +35,21 @@ internal static class ConvertCommand
             };
             if (Directory.Exists(path))
             {
-                HfModelConverter.Convert(path, r.GetValue(output)!, type, new Progress<string>(s => Console.Error.Write($"\r{s}   ")));
+                HfModelConverter.Convert(path, r.GetValue(output)!, type, Report, r.GetValue(vocab));
                 Console.Error.WriteLine($"\rwrote {r.GetValue(output)}");
                 return 0;
             }
             if (!File.Exists(path)) throw new CliException($"input not found: {path}");
-            string? vocabPath = r.GetValue(vocab) ?? throw new CliException("a llama2.c checkpoint needs its tokenizer: --vocab tokenizer.bin");
-            Llama2cConverter.Convert(path, vocabPath, r.GetValue(output)!, type, new Progress<string>(s => Console.Error.Write($"\r{s}   ")));
+            string? vocabPath = r.GetValue(vocab) ?? throw new CliException("a llama2.c checkpoint needs its tokenizer: --vocab tokenizer.bin (or tokenizer.model)");
+            Llama2cConverter.Convert(path, vocabPath, r.GetValue(output)!, type, Report);
             Console.Error.WriteLine($"\rwrote {r.GetValue(output)}");
             return 0;
         }));
         return cmd;
     }
+
+    // Progress overwrites one line; warnings and notes get a line of their own.
+    private static readonly IProgress<string> Report = new Progress<string>(s =>
+        Console.Error.Write(s.StartsWith("warning: ", StringComparison.Ordinal) || s.StartsWith("note: ", StringComparison.Ordinal)
+            ? $"\r{s}\n" : $"\r{s}   "));
 }

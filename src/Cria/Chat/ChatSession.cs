@@ -17,7 +17,11 @@ public enum ContextOverflowPolicy
 /// <summary>Settings of a <see cref="ChatSession"/>.</summary>
 public sealed record ChatSessionOptions
 {
-    /// <summary>The template; null for the model's own (or the built-in Llama 2/3 fallback).</summary>
+    /// <summary>
+    /// The template; null for the model's own (or the built-in Llama 2/3 fallback). Set it to override the model's, e.g.
+    /// with <see cref="ChatTemplate.Builtin"/>("llama3") or <see cref="ChatTemplate.Parse"/>(a Jinja source); the model's
+    /// BOS/EOS texts are still passed to it.
+    /// </summary>
     public ChatTemplate? Template { get; init; }
     public string? SystemPrompt { get; init; }
     public ContextOverflowPolicy OverflowPolicy { get; init; } = ContextOverflowPolicy.Throw;
@@ -76,6 +80,9 @@ public sealed class ChatSession
 
     /// <summary>The rendered text of the last prompt sent to the model.</summary>
     public string? LastPrompt { get; private set; }
+
+    /// <summary>The number of tokens <see cref="LastPrompt"/> was tokenized into (0 before the first prompt).</summary>
+    public int LastPromptTokenCount { get; private set; }
 
     /// <summary>Statistics of the last answer.</summary>
     public GenerationStats? LastStats => Session.LastStats;
@@ -148,6 +155,7 @@ public sealed class ChatSession
         _history.Clear();
         DroppedTurns = 0;
         LastPrompt = null;
+        LastPromptTokenCount = 0;
         Session.Reset();
     }
 
@@ -164,6 +172,7 @@ public sealed class ChatSession
             if (needed <= ctx)
             {
                 LastPrompt = prompt;
+                LastPromptTokenCount = tokens.Length;
                 return tokens;
             }
             if (OverflowPolicy != ContextOverflowPolicy.DropOldestTurns || _history.Count < 2)

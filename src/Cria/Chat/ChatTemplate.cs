@@ -70,6 +70,24 @@ public sealed class ChatTemplate
     /// </summary>
     public static ChatTemplate Llama3 => Llama3Template.Value;
 
+    /// <summary>The names <see cref="Builtin"/> knows.</summary>
+    public static IReadOnlyList<string> BuiltinNames { get; } = ["llama2", "llama3"];
+
+    /// <summary>
+    /// The built-in template named <paramref name="name"/>: "llama2" (<see cref="Llama2"/>) or "llama3"
+    /// (<see cref="Llama3"/>), case-insensitive, "llama-2" / "llama-3" too; null for any other name.
+    /// </summary>
+    public static ChatTemplate? Builtin(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return name.Replace("-", "", StringComparison.Ordinal).ToLowerInvariant() switch
+        {
+            "llama2" => Llama2,
+            "llama3" => Llama3,
+            _ => null,
+        };
+    }
+
     /// <summary>
     /// The file's <c>tokenizer.chat_template</c>; without one, <see cref="Llama3"/> for a byte-level BPE
     /// vocabulary (<c>tokenizer.ggml.model = gpt2</c>) and <see cref="Llama2"/> otherwise.

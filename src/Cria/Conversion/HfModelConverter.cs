@@ -7,9 +7,10 @@ namespace Cria.Conversion;
 
 /// <summary>
 /// Converts a Hugging Face Llama folder (<c>config.json</c> with <c>LlamaForCausalLM</c>, <c>model.safetensors</c> or
-/// sharded <c>model-0000X-of-0000N.safetensors</c> with <c>model.safetensors.index.json</c>, and a byte-level BPE
-/// <c>tokenizer.json</c> + <c>tokenizer_config.json</c>) to GGUF, laid out as llama.cpp's
-/// <c>convert_hf_to_gguf.py</c> (LlamaModel) writes it.
+/// sharded <c>model-0000X-of-0000N.safetensors</c> with <c>model.safetensors.index.json</c>, a SentencePiece
+/// <c>tokenizer.model</c> (Llama 1/2, Code Llama) or a byte-level BPE <c>tokenizer.json</c> (Llama 3), plus
+/// <c>tokenizer_config.json</c>, <c>added_tokens.json</c> and <c>generation_config.json</c> when present) to GGUF, laid
+/// out as llama.cpp's <c>convert_hf_to_gguf.py</c> (LlamaModel) writes it.
 /// </summary>
 /// <remarks>
 /// <para>Metadata: <c>general.architecture</c> "llama", <c>general.name</c> (the folder name),
@@ -17,8 +18,16 @@ namespace Cria.Conversion;
 /// <c>feed_forward_length</c>, <c>attention.head_count</c>, <c>attention.head_count_kv</c>, <c>rope.freq_base</c>
 /// (rope_theta), <c>attention.layer_norm_rms_epsilon</c>, <c>general.file_type</c>, <c>llama.vocab_size</c>,
 /// <c>rope.dimension_count</c>, for linear rope_scaling <c>rope.scaling.type</c>/<c>rope.scaling.factor</c>, the
-/// tokenizer (<see cref="HfTokenizerConverter"/>, padded with "[PAD{id}]" UNUSED tokens up to vocab_size) and
+/// <c>general.sampling.*</c> settings of generation_config.json (<see cref="HfGenerationConfig"/>), the tokenizer and
 /// <c>general.quantization_version</c> 2.</para>
+/// <para>Tokenizer, in llama.cpp's order of preference: <c>tokenizer.model</c> when it is a SentencePiece model
+/// (<see cref="SentencePieceVocabConverter"/>; a tiktoken file of that name, as Llama 3 ships, is passed over), else
+/// <c>tokenizer.json</c> (<see cref="HfTokenizerConverter"/>, padded with "[PAD{id}]" UNUSED tokens up to
+/// vocab_size); or the file given as <c>tokenizerPath</c>. Special ids the tokenizer files leave open come from
+/// config.json's <c>{type}_token_id</c> integers (gguf-py's SpecialVocab), then generation_config.json. As in
+/// LlamaModel.set_vocab, a vocab_size of 32016 (Code Llama) sets the EOT id to 32010 (llama.cpp finds Code Llama's
+/// &lt;PRE&gt; &lt;SUF&gt; &lt;MID&gt; by their text), and tokenizer_config.json's <c>add_prefix_space</c> becomes
+/// <c>tokenizer.ggml.add_space_prefix</c>.</para>
 /// <para>Tensors: <c>model.embed_tokens</c> → <c>token_embd</c>, <c>model.layers.N.self_attn.{q,k,v,o}_proj</c> →
 /// <c>blk.N.attn_{q,k,v,output}</c>, <c>mlp.{gate,up,down}_proj</c> → <c>ffn_{gate,up,down}</c>,
 /// <c>input_layernorm</c> → <c>attn_norm</c>, <c>post_attention_layernorm</c> → <c>ffn_norm</c>, <c>model.norm</c>
@@ -34,8 +43,10 @@ namespace Cria.Conversion;
 /// <para>Differences from the Python converter: missing <c>rms_norm_eps</c> / <c>rope_theta</c> are written with
 /// Hugging Face's Llama defaults (1e-6, 10000) instead of being left out; the llama3 factors take
 /// original_max_position_embeddings from the top level of config.json like the Python script, falling back to
-/// rope_scaling's value (which Hugging Face uses) and then to 8192; <c>generation_config.json</c> is not read;
-/// only safetensors weights (no pytorch_model.bin) and byte-level BPE tokenizers are supported.</para>
+/// rope_scaling's value (which Hugging Face uses) and then to 8192; generation_config.json's ids fill in what
+/// tokenizer_config.json and config.json leave open (the Python script reads only its sampling settings); only
+/// safetensors weights (no pytorch_model.bin) are supported, and a tokenizer.json that is SentencePiece-style (Llama 2
+/// without its tokenizer.model, which the Python script reads through transformers) is not.</para>
 /// </remarks>
 public static class HfModelConverter
 {
@@ -63,8 +74,11 @@ public static class HfModelConverter
 
     /// <summary>Converts the Hugging Face model folder <paramref name="modelDirectory"/> to the GGUF file <paramref name="output"/>.</summary>
     /// <param name="outputType">F32, F16, BF16 or Q8_0 for the matrices.</param>
+    /// <param name="tokenizerPath">a tokenizer.model (SentencePiece) or tokenizer.json to use instead of the folder's, or null</param>
     /// <exception cref="InvalidDataException">a file is missing, malformed or inconsistent with config.json, or the model is not supported</exception>
-    public static void Convert(string modelDirectory, string output, GgmlType outputType = GgmlType.F32, IProgress<string>? progress = null)
+    /// <exception cref="SentencePieceModelException">the tokenizer.model is not a well-formed SentencePiece model</exception>
+    public static void Convert(string modelDirectory, string output, GgmlType outputType = GgmlType.F32, IProgress<string>? progress = null,
+        string? tokenizerPath = null)
     {
         ArgumentNullException.ThrowIfNull(modelDirectory);
         ArgumentNullException.ThrowIfNull(output);
@@ -73,19 +87,21 @@ public static class HfModelConverter
         if (!Directory.Exists(modelDirectory))
             throw new DirectoryNotFoundException($"model folder not found: {modelDirectory}");
 
-        var cfg = ReadConfig(Path.Combine(modelDirectory, "config.json"));
-        string tokenizerJson = Path.Combine(modelDirectory, "tokenizer.json");
-        if (!File.Exists(tokenizerJson))
-            throw new InvalidDataException($"{modelDirectory} has no tokenizer.json (only Hugging Face byte-level BPE tokenizers, as in Llama 3, are supported)");
-        string? tokenizerConfig = Path.Combine(modelDirectory, "tokenizer_config.json");
-        if (!File.Exists(tokenizerConfig)) tokenizerConfig = null;
+        string configPath = Path.Combine(modelDirectory, "config.json");
+        var cfg = ReadConfig(configPath);
+        var tokenizer = FindTokenizer(modelDirectory, tokenizerPath, progress);
+        var generation = HfGenerationConfig.Read(Path.Combine(modelDirectory, "generation_config.json"), m => progress?.Report("warning: " + m));
+        HfTokenIds ids;
+        using (var configDoc = ParseJson(configPath))
+            ids = new HfTokenIds(HfTokenIds.FromConfigJson(configDoc.RootElement), generation.TokenIds);
 
         var shards = OpenWeights(modelDirectory);
         try
         {
             var w = new GgufWriter();
             WriteMetadata(w, cfg, Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDirectory))), outputType);
-            AddTokenizer(w, tokenizerJson, tokenizerConfig, cfg.VocabSize);
+            foreach (var (key, value) in generation.Sampling) w.Set(key, value);
+            AddTokenizer(w, modelDirectory, tokenizer, ids, cfg.VocabSize);
             w.Set("general.quantization_version", 2u);
             AddTensors(w, cfg, shards, outputType, progress);
             progress?.Report("writing");
@@ -258,11 +274,70 @@ public static class HfModelConverter
         }
     }
 
-    private static void AddTokenizer(GgufWriter w, string tokenizerJson, string? tokenizerConfig, int vocabSize)
+    private sealed record TokenizerSource(string Path, bool SentencePiece, SentencePieceModelFile? Model);
+
+    /// <summary>
+    /// The tokenizer to convert: <paramref name="explicitPath"/> (a .json file is a tokenizer.json, anything else a
+    /// SentencePiece model), else the folder's tokenizer.model (llama.cpp tries SentencePiece first) unless it is a
+    /// tiktoken file and a tokenizer.json is there, else the folder's tokenizer.json.
+    /// </summary>
+    private static TokenizerSource FindTokenizer(string dir, string? explicitPath, IProgress<string>? progress)
+    {
+        if (explicitPath != null)
+        {
+            if (!File.Exists(explicitPath)) throw new FileNotFoundException($"tokenizer not found: {explicitPath}", explicitPath);
+            return explicitPath.EndsWith(".json", StringComparison.OrdinalIgnoreCase)
+                ? new TokenizerSource(explicitPath, false, null)
+                : new TokenizerSource(explicitPath, true, SentencePieceModelFile.Read(explicitPath));
+        }
+        string model = Path.Combine(dir, "tokenizer.model"), json = Path.Combine(dir, "tokenizer.json");
+        if (File.Exists(model))
+        {
+            bool tiktoken;
+            using (var fs = File.OpenRead(model))
+            {
+                var head = new byte[512];
+                tiktoken = SentencePieceModelFile.LooksLikeTiktoken(head.AsSpan(0, fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false)));
+            }
+            if (!tiktoken) return new TokenizerSource(model, true, SentencePieceModelFile.Read(model));
+            if (!File.Exists(json))
+                throw new InvalidDataException($"{dir}: tokenizer.model is a tiktoken file (Llama 3's original tokenizer), not a SentencePiece model, and there is no tokenizer.json");
+            progress?.Report("note: tokenizer.model is a tiktoken file, not SentencePiece; using tokenizer.json");
+        }
+        if (File.Exists(json)) return new TokenizerSource(json, false, null);
+        throw new InvalidDataException($"{dir} has no tokenizer: neither tokenizer.model (SentencePiece) nor tokenizer.json");
+    }
+
+    private static void AddTokenizer(GgufWriter w, string dir, TokenizerSource source, HfTokenIds ids, int vocabSize)
+    {
+        string? Optional(string name) => File.Exists(Path.Combine(dir, name)) ? Path.Combine(dir, name) : null;
+        string? tokenizerConfig = Optional("tokenizer_config.json");
+        if (source.SentencePiece)
+        {
+            SentencePieceVocabConverter.Build(source.Model!, vocabSize, Optional("added_tokens.json"), tokenizerConfig,
+                Optional("tokenizer.json"), ids).WriteTo(w);
+        }
+        else
+        {
+            AddBpeTokenizer(w, source.Path, tokenizerConfig, ids, vocabSize);
+        }
+
+        // LlamaModel.set_vocab: Code Llama's EOT, and tokenizer_config.json's add_prefix_space
+        if (vocabSize == 32016) w.Set("tokenizer.ggml.eot_token_id", 32010u);
+        if (tokenizerConfig != null)
+        {
+            using var doc = ParseJson(tokenizerConfig);
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("add_prefix_space", out var aps)
+                && aps.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                w.Set("tokenizer.ggml.add_space_prefix", aps.GetBoolean());
+        }
+    }
+
+    private static void AddBpeTokenizer(GgufWriter w, string tokenizerJson, string? tokenizerConfig, HfTokenIds ids, int vocabSize)
     {
         // Convert into a scratch file so the token list can be padded to the model's vocabulary size.
         var scratch = new GgufWriter();
-        HfTokenizerConverter.AddTo(scratch, tokenizerJson, tokenizerConfig);
+        HfTokenizerConverter.AddTo(scratch, tokenizerJson, tokenizerConfig, ids);
         using var ms = new MemoryStream();
         scratch.WriteTo(ms);
         using var tok = GgufFile.FromBytes(ms.ToArray());

@@ -18,7 +18,9 @@ namespace Cria.Conversion;
 /// like —, USER_DEFINED 4 for other added tokens, whose U+2581 become spaces, UNUSED 5 for gaps); <c>merges</c>
 /// ("a b" strings; pair-format merges are joined with spaces inside parts written as U+0120); the special ids
 /// (uint32) named by <c>tokenizer_config.json</c>'s <c>bos_token</c>, <c>eos_token</c>, ... and looked up among the
-/// added tokens; <c>add_bos_token</c> / <c>add_eos_token</c>; <c>tokenizer.chat_template</c>.</para>
+/// added tokens, then (for types still open, when converting a model folder) config.json's <c>{type}_token_id</c>
+/// integers; <c>add_bos_token</c> / <c>add_eos_token</c>; <c>tokenizer.chat_template</c>
+/// (<see cref="HfSpecialVocab"/>).</para>
 /// <para>Differences from the Python converter: the pre-tokenizer is recognised from the split regex rather than from
 /// the hash of a test tokenization (same result for Llama 3 / GPT-2; other regexes are rejected); the
 /// encode/decode round trip the Python converter applies to non-normalized added tokens is assumed to be the
@@ -26,7 +28,8 @@ namespace Cria.Conversion;
 /// (llama.cpp's own default for that pre-tokenizer, so the behaviour is the same); without a
 /// <c>tokenizer_config.json</c>, BOS/EOS come from a TemplateProcessing post-processor or, failing that, from the
 /// Llama 3 added tokens &lt;|begin_of_text|&gt; / &lt;|end_of_text|&gt; (the Python converter would leave them unset
-/// unless config.json has them).</para>
+/// unless config.json has them); ids still open after config.json are taken from generation_config.json (see
+/// <see cref="HfGenerationConfig"/>), which the Python converter does not read for ids.</para>
 /// </remarks>
 public static class HfTokenizerConverter
 {
@@ -44,10 +47,14 @@ public static class HfTokenizerConverter
     /// <summary>Adds the tokenizer metadata of <paramref name="tokenizerJsonPath"/> to <paramref name="writer"/>.</summary>
     /// <param name="tokenizerConfigPath">tokenizer_config.json (special tokens, add_bos_token, chat template), or null</param>
     /// <exception cref="InvalidDataException">the JSON is malformed or the tokenizer is not a supported byte-level BPE</exception>
-    public static void AddTo(GgufWriter writer, string tokenizerJsonPath, string? tokenizerConfigPath)
+    public static void AddTo(GgufWriter writer, string tokenizerJsonPath, string? tokenizerConfigPath) =>
+        AddTo(writer, tokenizerJsonPath, tokenizerConfigPath, HfTokenIds.None);
+
+    /// <param name="ids">special ids from config.json / generation_config.json, used for types the tokenizer files leave open</param>
+    internal static void AddTo(GgufWriter writer, string tokenizerJsonPath, string? tokenizerConfigPath, HfTokenIds ids)
     {
         ArgumentNullException.ThrowIfNull(writer);
-        HfTokenizer t = Read(tokenizerJsonPath, tokenizerConfigPath);
+        HfTokenizer t = Read(tokenizerJsonPath, tokenizerConfigPath, ids);
         t.WriteTo(writer);
     }
 
@@ -60,7 +67,7 @@ public static class HfTokenizerConverter
     public static void WriteVocabularyGguf(string tokenizerJsonPath, string? configPath, string outputPath, string? name = null)
     {
         ArgumentNullException.ThrowIfNull(outputPath);
-        HfTokenizer t = Read(tokenizerJsonPath, configPath);
+        HfTokenizer t = Read(tokenizerJsonPath, configPath, HfTokenIds.None);
         var w = new GgufWriter();
         w.Set("general.architecture", "llama");
         w.Set("general.name", name ?? t.Pre);
@@ -77,10 +84,7 @@ public static class HfTokenizerConverter
         public required string[] Tokens;
         public required int[] Types;
         public required string[] Merges;
-        public required List<(string Type, int Id)> SpecialIds;
-        public required List<(string Type, bool Value)> AddSpecial;
-        public string? ChatTemplate;
-        public List<(string Name, string Template)>? NamedChatTemplates;
+        public required HfSpecialVocab Special;
 
         public void WriteTo(GgufWriter w)
         {
@@ -89,70 +93,16 @@ public static class HfTokenizerConverter
             w.Set("tokenizer.ggml.tokens", GgufArray.Of(Tokens));
             w.Set("tokenizer.ggml.token_type", GgufArray.Of(Types));
             if (Merges.Length > 0) w.Set("tokenizer.ggml.merges", GgufArray.Of(Merges));
-            foreach (var (type, id) in SpecialIds)
-            {
-                string? key = type switch
-                {
-                    "bos" => "tokenizer.ggml.bos_token_id",
-                    "eos" => "tokenizer.ggml.eos_token_id",
-                    "unk" => "tokenizer.ggml.unknown_token_id",
-                    "sep" => "tokenizer.ggml.seperator_token_id", // sic, as in gguf-py / llama.cpp
-                    "pad" => "tokenizer.ggml.padding_token_id",
-                    "cls" => "tokenizer.ggml.cls_token_id",
-                    "mask" => "tokenizer.ggml.mask_token_id",
-                    "eot" => "tokenizer.ggml.eot_token_id",
-                    "eom" => "tokenizer.ggml.eom_token_id",
-                    _ => null,
-                };
-                if (key != null) w.Set(key, (uint)id);
-            }
-            foreach (var (type, value) in AddSpecial)
-            {
-                string? key = type switch
-                {
-                    "bos" => "tokenizer.ggml.add_bos_token",
-                    "eos" => "tokenizer.ggml.add_eos_token",
-                    "sep" => "tokenizer.ggml.add_sep_token",
-                    _ => null, // gguf-py has no handler for the others and skips them
-                };
-                if (key != null) w.Set(key, value);
-            }
-            if (NamedChatTemplates is { Count: > 0 })
-            {
-                foreach (var (n, template) in NamedChatTemplates) w.Set("tokenizer.chat_template." + n, template);
-                w.Set("tokenizer.chat_templates", GgufArray.Of(NamedChatTemplates.Select(t => t.Name).ToArray()));
-            }
-            if (ChatTemplate != null) w.Set("tokenizer.chat_template", ChatTemplate);
+            Special.WriteTo(w);
         }
     }
 
     private sealed record AddedToken(int Id, string Content, bool Special, bool Normalized);
 
-    private static JsonDocument ParseJson(string path, string what)
+    private static HfTokenizer Read(string tokenizerJsonPath, string? configPath, HfTokenIds ids)
     {
-        ArgumentNullException.ThrowIfNull(path);
-        byte[] bytes = File.ReadAllBytes(path);
-        try
-        {
-            var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-            JsonValueKind kind = doc.RootElement.ValueKind;
-            if (kind != JsonValueKind.Object)
-            {
-                doc.Dispose();
-                throw new InvalidDataException($"{path}: a {what} must be a JSON object, but it is {kind}");
-            }
-            return doc;
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path}: not valid JSON ({what}): {e.Message}", e);
-        }
-    }
-
-    private static HfTokenizer Read(string tokenizerJsonPath, string? configPath)
-    {
-        using JsonDocument doc = ParseJson(tokenizerJsonPath, "tokenizer.json");
-        using JsonDocument? configDoc = configPath is null ? null : ParseJson(configPath, "tokenizer_config.json");
+        using JsonDocument doc = HfSpecialVocab.ParseObject(tokenizerJsonPath, "tokenizer.json");
+        using JsonDocument? configDoc = configPath is null ? null : HfSpecialVocab.ParseObject(configPath, "tokenizer_config.json");
         JsonElement root = doc.RootElement;
         JsonElement? config = configDoc?.RootElement;
         string src = tokenizerJsonPath;
@@ -230,7 +180,7 @@ public static class HfTokenizerConverter
             if (addedByContent.TryGetValue(text, out AddedToken? a))
             {
                 AddedToken info = addedById.TryGetValue(id, out AddedToken? byId) ? byId : a;
-                if (info.Special || LooksSpecial(text))
+                if (info.Special || HfSpecialVocab.LooksSpecial(text))
                 {
                     types[id] = TypeControl;
                 }
@@ -253,13 +203,19 @@ public static class HfTokenizerConverter
 
         string[] merges = ReadMerges(src, model);
 
-        var result = new HfTokenizer
+        var specials = HfSpecialVocab.Load(root, added.Select(a => (a.Id, a.Content)).ToList(), config,
+            configPath ?? "tokenizer_config.json", ids, nVocab: null);
+        // Cria's additions to gguf-py's sources: generation_config.json's ids, and without a tokenizer_config.json the
+        // post-processor's BOS/EOS or Llama 3's <|begin_of_text|> / <|end_of_text|>.
+        foreach (var (type, id) in ids.Generation) specials.Set(type, id);
+        if (config is null)
         {
-            Pre = pre, Tokens = tokens, Types = types, Merges = merges,
-            SpecialIds = [], AddSpecial = [],
-        };
-        ReadSpecials(root, config, added, result, configPath ?? "tokenizer_config.json");
-        return result;
+            int? FindAdded(string? content) => content is null ? null : added.FirstOrDefault(a => a.Content == content)?.Id;
+            specials.Set("bos", FindAdded(specials.UnconfiguredBos) ?? FindAdded("<|begin_of_text|>"));
+            specials.Set("eos", FindAdded(specials.UnconfiguredEos) ?? FindAdded("<|end_of_text|>"));
+        }
+        if (!specials.HasAdd("bos") && pre == "llama-bpe") specials.SetAdd("bos", true); // llama.cpp's default for llama-bpe
+        return new HfTokenizer { Pre = pre, Tokens = tokens, Types = types, Merges = merges, Special = specials };
     }
 
     private static bool ContainsType(JsonElement e, string listProperty, string type)
@@ -328,12 +284,6 @@ public static class HfTokenizerConverter
         return id;
     }
 
-    private static bool LooksSpecial(string text) =>
-        text is "<pad>" or "<mask>" or "<2mass>" or "[@BOS@]"
-        || (text.StartsWith("<|", StringComparison.Ordinal) && text.EndsWith("|>", StringComparison.Ordinal))
-        || (text.StartsWith("<\uff5c", StringComparison.Ordinal) && text.EndsWith("\uff5c>", StringComparison.Ordinal))
-        || (text.StartsWith("<unused", StringComparison.Ordinal) && text.EndsWith('>'));
-
     private static string[] ReadMerges(string src, JsonElement model)
     {
         if (!model.TryGetProperty("merges", out JsonElement merges) || merges.ValueKind != JsonValueKind.Array)
@@ -358,116 +308,5 @@ public static class HfTokenizerConverter
             }
         }
         return result;
-    }
-
-    private static string? TokenContent(JsonElement? obj, string property)
-    {
-        if (obj is not { } o || !o.TryGetProperty(property, out JsonElement e)) return null;
-        if (e.ValueKind == JsonValueKind.String) return e.GetString();
-        if (e.ValueKind == JsonValueKind.Object && e.TryGetProperty("content", out JsonElement c) && c.ValueKind == JsonValueKind.String)
-            return c.GetString();
-        return null;
-    }
-
-    // gguf-py SpecialVocab._try_load_from_tokenizer_json: special ids, add_*_token flags, chat template
-    private static void ReadSpecials(JsonElement root, JsonElement? config, List<AddedToken> added, HfTokenizer result, string configName)
-    {
-        var types = new List<string> { "bos", "eos", "unk", "sep", "pad", "cls", "mask" };
-        var overrides = new Dictionary<string, string>(); // typ -> token content decided from the post-processor
-        var add = new Dictionary<string, bool>();
-
-        string? bos = TokenContent(config, "bos_token"), cls = TokenContent(config, "cls_token");
-        string? eos = TokenContent(config, "eos_token"), sep = TokenContent(config, "sep_token");
-        if (bos is null && cls is not null && config is not null) overrides["bos"] = bos = cls;
-        if (eos is null && sep is not null && config is not null) overrides["eos"] = eos = sep;
-
-        if (root.TryGetProperty("post_processor", out JsonElement post) && post.ValueKind == JsonValueKind.Object)
-        {
-            var processors = post.TryGetProperty("processors", out JsonElement list) && list.ValueKind == JsonValueKind.Array
-                ? list.EnumerateArray().ToList() : [post];
-            foreach (JsonElement proc in processors)
-            {
-                string? type = proc.TryGetProperty("type", out JsonElement t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
-                if (type == "RobertaProcessing")
-                {
-                    add["bos"] = true; add["eos"] = true; add["sep"] = true;
-                    continue;
-                }
-                if (type != "TemplateProcessing" || !proc.TryGetProperty("single", out JsonElement single)
-                    || single.ValueKind != JsonValueKind.Array || single.GetArrayLength() <= 1)
-                    continue;
-                static string? SpecialId(JsonElement item) =>
-                    item.ValueKind == JsonValueKind.Object && item.TryGetProperty("SpecialToken", out JsonElement st)
-                    && st.TryGetProperty("id", out JsonElement id) && id.ValueKind == JsonValueKind.String ? id.GetString() : null;
-                string? first = SpecialId(single[0]);
-                if (!string.IsNullOrEmpty(first))
-                {
-                    if (config is null) bos = first;
-                    add["bos"] = first == bos || first == cls;
-                }
-                string? last = SpecialId(single[single.GetArrayLength() - 1]);
-                if (!string.IsNullOrEmpty(last))
-                {
-                    if (config is null) eos = last;
-                    else if (last != eos)
-                    {
-                        if (!types.Contains("eot")) { types.Add("eot"); if (eos != null) overrides["eot"] = eos; }
-                        else if (!types.Contains("eom")) { types.Add("eom"); if (eos != null) overrides["eom"] = eos; }
-                        overrides["eos"] = eos = last;
-                    }
-                    add["eos"] = last == eos;
-                }
-            }
-        }
-
-        var ids = new List<(string, int)>();
-        int? FindAdded(string? content) => content is null ? null : added.FirstOrDefault(a => a.Content == content)?.Id;
-
-        if (config is not { } cfg)
-        {
-            // no tokenizer_config.json: gguf-py would set no ids; use the post-processor's or Llama 3's tokens
-            if ((FindAdded(bos) ?? FindAdded("<|begin_of_text|>")) is int b) ids.Add(("bos", b));
-            if ((FindAdded(eos) ?? FindAdded("<|end_of_text|>")) is int e) ids.Add(("eos", e));
-        }
-        else
-        {
-            if (cfg.TryGetProperty("chat_template", out JsonElement ct))
-            {
-                if (ct.ValueKind == JsonValueKind.String) result.ChatTemplate = ct.GetString();
-                else if (ct.ValueKind == JsonValueKind.Array) ReadNamedTemplates(ct, result);
-                else if (ct.ValueKind != JsonValueKind.Null)
-                    throw new InvalidDataException($"{configName}: chat_template must be a string or a list of {{name, template}}");
-            }
-            foreach (string typ in types)
-            {
-                if (cfg.TryGetProperty($"add_{typ}_token", out JsonElement ae) && ae.ValueKind is JsonValueKind.True or JsonValueKind.False)
-                    add[typ] = ae.GetBoolean();
-                string? content = overrides.TryGetValue(typ, out string? o) ? o : TokenContent(cfg, $"{typ}_token");
-                if (FindAdded(content) is int id && !ids.Exists(x => x.Item1 == typ)) ids.Add((typ, id));
-            }
-        }
-        result.SpecialIds.AddRange(ids);
-
-        if (!add.ContainsKey("bos") && result.Pre == "llama-bpe") add["bos"] = true; // llama.cpp's default for llama-bpe
-        foreach (string typ in (string[])["bos", "eos", "sep"])
-            if (add.TryGetValue(typ, out bool v)) result.AddSpecial.Add((typ, v));
-    }
-
-    private static void ReadNamedTemplates(JsonElement list, HfTokenizer result)
-    {
-        var named = new List<(string, string)>();
-        foreach (JsonElement choice in list.EnumerateArray())
-        {
-            if (choice.ValueKind != JsonValueKind.Object) continue;
-            string name = choice.TryGetProperty("name", out JsonElement n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : "";
-            string? template = choice.TryGetProperty("template", out JsonElement t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
-            var sb = new StringBuilder(name.Length);
-            foreach (char c in name) sb.Append(char.IsAsciiLetterOrDigit(c) ? c : '_');
-            name = sb.ToString();
-            if (name.Length == 0 || template is null) continue;
-            if (name == "default") result.ChatTemplate = template;
-            else if (!named.Exists(x => x.Item1 == name)) named.Add((name, template));
-        }
-        result.NamedChatTemplates = named;
     }
 }

@@ -71,6 +71,9 @@ public static class Llama2cConverter
         t.Length == 6 && t.StartsWith("<0x", StringComparison.Ordinal) && t[5] == '>' && Uri.IsHexDigit(t[3]) && Uri.IsHexDigit(t[4]);
 
     /// <summary>Converts <paramref name="checkpoint"/> with <paramref name="vocabulary"/> into a GGUF file.</summary>
+    /// <param name="vocabulary">llama2.c's tokenizer.bin, or (a name ending in ".model") the SentencePiece tokenizer.model it
+    /// was exported from, whose pieces, scores, types and special ids are then taken as they are
+    /// (<see cref="SentencePieceVocabConverter"/>)</param>
     /// <param name="outputType">F32, F16, BF16 or Q8_0 for the matrices (rows that do not fit the block size stay F16); norms stay F32.</param>
     public static void Convert(string checkpoint, string vocabulary, string output, GgmlType outputType = GgmlType.F32, IProgress<string>? progress = null)
     {
@@ -87,7 +90,24 @@ public static class Llama2cConverter
         if (bytes.LongLength < expected)
             throw new InvalidDataException($"{checkpoint} is truncated: the header describes {expected} bytes of weights but the file has {bytes.LongLength}");
 
-        var (tokens, scores, types) = ReadVocabulary(vocabulary, V);
+        string[] tokens; float[] scores; int[] types;
+        uint unk = 0, bos = 1, eos = 2;
+        bool addSpacePrefix = true;
+        if (vocabulary.EndsWith(".model", StringComparison.OrdinalIgnoreCase))
+        {
+            var sp = SentencePieceModelFile.Read(vocabulary);
+            if (sp.Pieces.Count != V)
+                throw new InvalidDataException($"{vocabulary} has {sp.Pieces.Count} pieces but the checkpoint's vocabulary has {V} tokens");
+            var v = SentencePieceVocabConverter.Build(sp, V, null, null, null, HfTokenIds.None);
+            (tokens, scores, types) = (v.Tokens, v.Scores, v.Types);
+            uint Id(int id) => id < 0 ? uint.MaxValue : (uint)id;
+            (unk, bos, eos) = (Id(sp.UnkId), Id(sp.BosId), Id(sp.EosId));
+            addSpacePrefix = sp.AddDummyPrefix;
+        }
+        else
+        {
+            (tokens, scores, types) = ReadVocabulary(vocabulary, V);
+        }
         long offset = 28;
         float[] Take(long count)
         {
@@ -118,9 +138,9 @@ public static class Llama2cConverter
             .Set("tokenizer.ggml.model", "llama")
             .Set("general.architecture", "llama")
             .Set("general.name", "llama")
-            .Set("tokenizer.ggml.unknown_token_id", 0u)
-            .Set("tokenizer.ggml.bos_token_id", 1u)
-            .Set("tokenizer.ggml.eos_token_id", 2u)
+            .Set("tokenizer.ggml.unknown_token_id", unk)
+            .Set("tokenizer.ggml.bos_token_id", bos)
+            .Set("tokenizer.ggml.eos_token_id", eos)
             .Set("tokenizer.ggml.seperator_token_id", uint.MaxValue)
             .Set("tokenizer.ggml.padding_token_id", uint.MaxValue)
             .Set("llama.context_length", (uint)h.SeqLen)
@@ -131,6 +151,7 @@ public static class Llama2cConverter
             .Set("llama.block_count", (uint)L)
             .Set("llama.rope.dimension_count", (uint)hs)
             .Set("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+        if (!addSpacePrefix) w.Set("tokenizer.ggml.add_space_prefix", false);
         if (outputType != GgmlType.F32) w.Set("general.file_type", outputType switch
         {
             GgmlType.F16 => 1u, GgmlType.BF16 => 32u, _ => 7u,

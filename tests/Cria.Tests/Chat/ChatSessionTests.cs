@@ -13,6 +13,29 @@ public class ChatSessionTests
 
     private static GenerationOptions Greedy(int n) => new() { MaxTokens = n, Sampling = SamplerOptions.Greedy };
 
+    [Fact]
+    public void BuiltinTemplatesAreFoundByName()
+    {
+        Assert.Same(ChatTemplate.Llama2, ChatTemplate.Builtin("llama2"));
+        Assert.Same(ChatTemplate.Llama3, ChatTemplate.Builtin("Llama-3"));
+        Assert.Null(ChatTemplate.Builtin("chatml"));
+        Assert.Equal(new[] { "llama2", "llama3" }, ChatTemplate.BuiltinNames);
+    }
+
+    [SkippableFact]
+    public async Task ATemplateInTheOptionsReplacesTheModelsOwn()
+    {
+        using var model = Stories();
+        using var session = new LlamaSession(model, new ContextOptions { ContextSize = 256, KvCacheType = KvCacheType.F32 });
+        var chat = new ChatSession(session, new ChatSessionOptions { Template = ChatTemplate.Llama3 });
+        Assert.Same(ChatTemplate.Llama3, chat.Template);
+        await chat.SendAndCollectAsync("Hi", Greedy(2));
+        Assert.Equal("<s><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", chat.LastPrompt);
+        Assert.Equal(chat.Formatter.Tokenize(chat.LastPrompt!).Length, chat.LastPromptTokenCount);
+        chat.Reset();
+        Assert.Equal(0, chat.LastPromptTokenCount);
+    }
+
     [SkippableFact]
     public async Task TwoTurnPromptIsTheLlama2TemplatesRenderAndReusesTheCache()
     {

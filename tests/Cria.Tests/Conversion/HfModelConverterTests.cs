@@ -548,6 +548,94 @@ public sealed class HfModelConverterTests : IDisposable
         AssertFailsWithoutOutput(shardMissing, "missing");
     }
 
+    private GgufFile ConvertAndOpen(string dir, string name, List<string>? messages = null)
+    {
+        string outPath = Path.Combine(_dir, name + ".gguf");
+        HfModelConverter.Convert(dir, outPath, GgmlType.F32, messages is null ? null : new SyncProgress(messages.Add));
+        return GgufFile.Open(outPath);
+    }
+
+    [Fact]
+    public void GenerationConfigGivesSamplingKeysAndOnlyTheIdsOthersLeaveOpen()
+    {
+        var w = RandomWeights(8, tied: true, bf16: false);
+        string dir = WriteFolder("gen", w, tied: true, bf16: false, sharded: false);
+        string gen = Path.Combine(dir, "generation_config.json");
+        File.WriteAllText(gen, """{ "bos_token_id": 258, "eos_token_id": [259, 260], "temperature": 0.6, "top_p": 0.9, "top_k": 50, "min_p": null, "do_sample": true, "max_length": 4096 }""");
+
+        // tokenizer_config.json names BOS and EOS: they win (as in llama.cpp); the sampling settings are gguf-py's keys
+        using (var f = ConvertAndOpen(dir, "gen-a"))
+        {
+            Assert.Equal(258, f.GetInt("tokenizer.ggml.bos_token_id"));
+            Assert.Equal(260, f.GetInt("tokenizer.ggml.eos_token_id"));
+            Assert.Equal(GgufValueType.Float32, f.Metadata["general.sampling.temp"].Type);
+            Assert.Equal(0.6f, (float)f.GetFloat("general.sampling.temp")!.Value);
+            Assert.Equal(0.9f, (float)f.GetFloat("general.sampling.top_p")!.Value);
+            Assert.Equal(GgufValueType.Int32, f.Metadata["general.sampling.top_k"].Type);
+            Assert.Equal(50, f.GetInt("general.sampling.top_k"));
+            Assert.False(f.Metadata.ContainsKey("general.sampling.min_p")); // null is skipped
+            Assert.DoesNotContain(f.MetadataList, kv => kv.Key.Contains("max_length", StringComparison.Ordinal) || kv.Key.Contains("do_sample", StringComparison.Ordinal));
+        }
+
+        // tokenizer_config.json without eos_token and config.json without ids: generation_config.json's list gives its first entry
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{ "bos_token": "<|begin_of_text|>", "add_bos_token": true }""");
+        using (var f = ConvertAndOpen(dir, "gen-b"))
+        {
+            Assert.Equal(258, f.GetInt("tokenizer.ggml.bos_token_id"));
+            Assert.Equal(259, f.GetInt("tokenizer.ggml.eos_token_id"));
+            using var model = LlamaModel.Load(Path.Combine(_dir, "gen-b.gguf"), new ModelOptions { Threads = 1 });
+            Assert.True(model.Vocabulary.IsEndOfGeneration(259));
+            Assert.True(model.Vocabulary.IsEndOfGeneration(260)); // <|eot_id|>: end of generation by its text
+        }
+
+        // config.json's integer eos_token_id comes before generation_config.json
+        string config = Path.Combine(dir, "config.json");
+        string plainConfig = File.ReadAllText(config);
+        File.WriteAllText(config, plainConfig.Replace("\"model_type\": \"llama\",", "\"model_type\": \"llama\", \"eos_token_id\": 257,"));
+        using (var f = ConvertAndOpen(dir, "gen-c"))
+            Assert.Equal(257, f.GetInt("tokenizer.ggml.eos_token_id"));
+
+        // ... but a list in config.json is ignored, as gguf-py's SpecialVocab does
+        File.WriteAllText(config, plainConfig.Replace("\"model_type\": \"llama\",", "\"model_type\": \"llama\", \"eos_token_id\": [257, 260],"));
+        File.WriteAllText(gen, """{ "eos_token_id": 260 }""");
+        using (var f = ConvertAndOpen(dir, "gen-d"))
+        {
+            Assert.Equal(260, f.GetInt("tokenizer.ggml.eos_token_id"));
+            Assert.False(f.Metadata.ContainsKey("general.sampling.temp"));
+        }
+
+        // without generation_config.json nothing names the EOS: no key, exactly as llama.cpp's converter
+        File.Delete(gen);
+        using (var f = ConvertAndOpen(dir, "gen-e"))
+            Assert.Null(f.GetInt("tokenizer.ggml.eos_token_id"));
+
+        // a file that is not JSON is ignored with a warning (gguf-py ignores it); a wrongly typed value is an error
+        File.WriteAllText(gen, "{ \"temperature\": 0.6,, ");
+        var messages = new List<string>();
+        using (var f = ConvertAndOpen(dir, "gen-f", messages))
+            Assert.False(f.Metadata.ContainsKey("general.sampling.temp"));
+        Assert.Contains(messages, m => m.StartsWith("warning: generation_config.json is not valid JSON", StringComparison.Ordinal));
+        File.WriteAllText(gen, """{ "top_k": "many" }""");
+        AssertFailsWithoutOutput(dir, "\"top_k\" must be an integer");
+        File.WriteAllText(gen, """{ "eos_token_id": ["</s>"] }""");
+        AssertFailsWithoutOutput(dir, "eos_token_id");
+    }
+
+    [Fact]
+    public void ATiktokenTokenizerModelIsPassedOverForTokenizerJson()
+    {
+        var w = RandomWeights(9, tied: true, bf16: false);
+        string dir = WriteFolder("tiktoken", w, tied: true, bf16: false, sharded: false);
+        File.WriteAllText(Path.Combine(dir, "tokenizer.model"), "IQ== 0\nIg== 1\nIw== 2\n"); // Llama 3's original/tokenizer.model format
+        var messages = new List<string>();
+        using (var f = ConvertAndOpen(dir, "tiktoken", messages))
+            Assert.Equal("gpt2", f.GetString("tokenizer.ggml.model"));
+        Assert.Contains(messages, m => m.Contains("tiktoken", StringComparison.Ordinal));
+
+        File.Delete(Path.Combine(dir, "tokenizer.json"));
+        AssertFailsWithoutOutput(dir, "tiktoken");
+    }
+
     [Fact]
     public void SafetensorsHeaderIsValidated()
     {
