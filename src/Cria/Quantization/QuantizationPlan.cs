@@ -102,7 +102,9 @@ public sealed record TensorPlan(GgufTensorInfo Source, GgmlType Type, bool Conve
 /// for Q4_K_M/Q5_K_M, the first layers for Q3_K_M/Q4_K_S/IQ4_*, n_gqa for Q2_K and IQ4_*);
 /// attn_output gets Q3_K/Q4_K/Q5_K in Q2_K/Q3_K_M/Q3_K_L.</item>
 /// <item>Then a row length that is not a multiple of the block size falls back: Q6_K→Q8_0,
-/// Q5_K→Q5_1, Q4_K→Q5_0, Q3_K/Q2_K/IQ4_XS→IQ4_NL, and F16 if even that block does not divide.
+/// Q5_K→Q5_1, Q4_K→Q5_0, Q3_K/Q2_K→Q4_0, IQ4_XS→IQ4_NL, and F16 if even that block does not divide
+/// (the llama.cpp of LLamaSharp.Backend.Cpu 0.30.0, the reference; the older llama.cpp that made the
+/// shared stories260K files, c392e5094, sent Q3_K/Q2_K to IQ4_NL).
 /// The legacy 32-blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) have no fallback: llama-quantize stops
 /// with "Unsupported tensor size encountered", and so does this.</item>
 /// <item><c>--token-embedding-type</c> / <c>--output-tensor-type</c> override last.</item>
@@ -330,7 +332,8 @@ public sealed class QuantizationPlan
             GgmlType chosen = type;
             type = type switch
             {
-                GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.IQ4_XS => GgmlType.IQ4_NL,
+                GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.Q4_0,
+                GgmlType.IQ4_XS => GgmlType.IQ4_NL,
                 GgmlType.Q4_K => GgmlType.Q5_0,
                 GgmlType.Q5_K => GgmlType.Q5_1,
                 GgmlType.Q6_K => GgmlType.Q8_0,

@@ -21,7 +21,7 @@ namespace Cria.Tests.Quantization;
 /// </list>
 /// The "wide" model has rows of 256 everywhere (embd 256, ff 512), so the K-quants apply as they are;
 /// the "narrow" one has ff 320, so ffn_down's 320-wide rows take llama-quantize's fallbacks
-/// (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K/IQ4_XS→IQ4_NL). Both have 2 blocks, 4 query heads and
+/// (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K→Q4_0, IQ4_XS→IQ4_NL). Both have 2 blocks, 4 query heads and
 /// 2 KV heads (n_gqa = 2) and the built-in vocabulary.
 ///
 /// <para><b>Tolerance.</b> |Cria − llama.cpp| ≤ 3/127 · max|llama.cpp logit| + 1e-5 for every logit, for
@@ -157,7 +157,8 @@ public sealed class QuantizedDifferentialTests : IClassFixture<QuantizedDifferen
         GgmlType.Q4_K => GgmlType.Q5_0,
         GgmlType.Q5_K => GgmlType.Q5_1,
         GgmlType.Q6_K => GgmlType.Q8_0,
-        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.IQ4_XS => GgmlType.IQ4_NL,
+        GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.Q4_0,
+        GgmlType.IQ4_XS => GgmlType.IQ4_NL,
         _ => t, // 32-blocks (Q4_1, Q5_0, ...) fit 320 as they are
     };
 
