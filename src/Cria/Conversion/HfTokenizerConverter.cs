@@ -1,3 +1,4 @@
+using Cria.Tokenizers;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -42,7 +43,6 @@ public static class HfTokenizerConverter
 
     private const int MaxTokenId = 1 << 24;
 
-    private const int TypeNormal = 1, TypeControl = 3, TypeUserDefined = 4, TypeUnused = 5;
 
     /// <summary>Adds the tokenizer metadata of <paramref name="tokenizerJsonPath"/> to <paramref name="writer"/>.</summary>
     /// <param name="tokenizerConfigPath">tokenizer_config.json (special tokens, add_bos_token, chat template), or null</param>
@@ -174,7 +174,7 @@ public static class HfTokenizerConverter
             if (!idToText.TryGetValue(id, out string? text))
             {
                 tokens[id] = "[PAD" + id.ToString(CultureInfo.InvariantCulture) + "]";
-                types[id] = TypeUnused;
+                types[id] = (int)TokenType.Unused;
                 continue;
             }
             if (addedByContent.TryGetValue(text, out AddedToken? a))
@@ -182,17 +182,17 @@ public static class HfTokenizerConverter
                 AddedToken info = addedById.TryGetValue(id, out AddedToken? byId) ? byId : a;
                 if (info.Special || HfSpecialVocab.LooksSpecial(text))
                 {
-                    types[id] = TypeControl;
+                    types[id] = (int)TokenType.Control;
                 }
                 else
                 {
                     text = text.Replace('\u2581', ' '); // pre-normalize user-defined spaces
-                    types[id] = TypeUserDefined;
+                    types[id] = (int)TokenType.UserDefined;
                 }
             }
             else
             {
-                types[id] = TypeNormal;
+                types[id] = (int)TokenType.Normal;
             }
             tokens[id] = text;
         }

@@ -1,3 +1,4 @@
+using Cria.Tokenizers;
 using System.Text;
 using Cria.Gguf;
 using Cria.Numerics;
@@ -52,20 +53,19 @@ public static class Llama2cConverter
             if (len < 0 || len > b.Length - pos) throw new InvalidDataException($"{path}: token {id} has an impossible length {len}");
             string text = Encoding.UTF8.GetString(b, pos, len);
             pos += len;
-            var type = TokenTypeNormal;
-            if (id == 0) { text = "<unk>"; type = TokenTypeUnknown; }
-            else if (id == 1) { text = "<s>"; type = TokenTypeControl; }
-            else if (id == 2) { text = "</s>"; type = TokenTypeControl; }
-            else if (IsByteToken(text)) type = TokenTypeByte;
+            var type = TokenType.Normal;
+            if (id == 0) { text = "<unk>"; type = TokenType.Unknown; }
+            else if (id == 1) { text = "<s>"; type = TokenType.Control; }
+            else if (id == 2) { text = "</s>"; type = TokenType.Control; }
+            else if (IsByteToken(text)) type = TokenType.Byte;
             else text = text.Replace(' ', '\u2581');
             tokens[id] = text;
             scores[id] = score;
-            types[id] = type;
+            types[id] = (int)type;
         }
         return (tokens, scores, types);
     }
 
-    private const int TokenTypeNormal = 1, TokenTypeUnknown = 2, TokenTypeControl = 3, TokenTypeByte = 6;
 
     private static bool IsByteToken(string t) =>
         t.Length == 6 && t.StartsWith("<0x", StringComparison.Ordinal) && t[5] == '>' && Uri.IsHexDigit(t[3]) && Uri.IsHexDigit(t[4]);

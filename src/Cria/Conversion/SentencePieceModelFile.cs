@@ -1,3 +1,4 @@
+using Cria.Tokenizers;
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
@@ -13,17 +14,6 @@ public sealed class SentencePieceModelException : Exception
     public SentencePieceModelException(string message) : base(message) { }
 }
 
-/// <summary>The type of a SentencePiece piece (<c>ModelProto.SentencePiece.Type</c>; llama.cpp's token types use the same numbers).</summary>
-public enum SentencePieceType
-{
-    Normal = 1,
-    Unknown = 2,
-    Control = 3,
-    UserDefined = 4,
-    Unused = 5,
-    Byte = 6,
-}
-
 /// <summary>The segmentation algorithm a SentencePiece model was trained with (<c>TrainerSpec.ModelType</c>).</summary>
 public enum SentencePieceModelType
 {
@@ -34,7 +24,7 @@ public enum SentencePieceModelType
 }
 
 /// <summary>One vocabulary entry of a SentencePiece model.</summary>
-public readonly record struct SentencePiece(string Piece, float Score, SentencePieceType Type);
+public readonly record struct SentencePiece(string Piece, float Score, TokenType Type);
 
 /// <summary>
 /// The parts of a serialized SentencePiece <c>ModelProto</c> (the <c>tokenizer.model</c> of Llama 1/2 and Code Llama)
@@ -167,7 +157,7 @@ public sealed class SentencePieceModelFile
     {
         string? text = null;
         float score = 0;
-        var type = SentencePieceType.Normal;
+        var type = TokenType.Normal;
         var r = new ProtoReader(message, baseOffset, source, $"piece {index}");
         while (!r.End)
         {
@@ -188,7 +178,7 @@ public sealed class SentencePieceModelFile
                     ulong t = r.ReadVarint();
                     if (t is < 1 or > 6)
                         throw r.Error(at, $"piece {index} has the unknown type {(long)t}");
-                    type = (SentencePieceType)t;
+                    type = (TokenType)t;
                     break;
                 default:
                     r.Skip(wire, at);

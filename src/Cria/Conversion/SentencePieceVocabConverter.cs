@@ -1,3 +1,4 @@
+using Cria.Tokenizers;
 using System.Globalization;
 using System.Text.Json;
 using Cria.Gguf;
@@ -35,7 +36,6 @@ public static class SentencePieceVocabConverter
 {
     private const int MaxVocabulary = 1 << 24;
 
-    private const int TypeNormal = 1, TypeUnknown = 2, TypeControl = 3, TypeUserDefined = 4, TypeUnused = 5, TypeByte = 6;
 
     /// <summary>Adds the tokenizer metadata of <paramref name="tokenizerModelPath"/> to <paramref name="writer"/>.</summary>
     /// <param name="tokenizerConfigPath">tokenizer_config.json (added tokens, add_bos_token, chat template), or null</param>
@@ -112,21 +112,15 @@ public static class SentencePieceVocabConverter
         {
             tokens[i] = "[PAD" + i.ToString(CultureInfo.InvariantCulture) + "]";
             scores[i] = -10000f;
-            types[i] = TypeUnused;
+            types[i] = (int)TokenType.Unused;
         }
         for (int i = 0; i < count; i++)
         {
             var p = sp.Pieces[i];
             tokens[i] = p.Piece;
             scores[i] = p.Score;
-            types[i] = p.Type switch
-            {
-                SentencePieceType.Unknown => TypeUnknown,
-                SentencePieceType.Control => TypeControl,
-                SentencePieceType.Unused => TypeUnused,
-                SentencePieceType.Byte => TypeByte,
-                _ => TypeNormal,
-            };
+            // llama.cpp's converter keeps these four and writes every other piece (user-defined too) as normal.
+            types[i] = (int)(p.Type is TokenType.Unknown or TokenType.Control or TokenType.Unused or TokenType.Byte ? p.Type : TokenType.Normal);
         }
 
         if (addedTokensPath != null)
@@ -139,7 +133,7 @@ public static class SentencePieceVocabConverter
                 if (id >= n) continue; // the Python converter warns and skips it
                 tokens[id] = p.Name;
                 scores[id] = -1000f;
-                types[id] = TypeUserDefined;
+                types[id] = (int)TokenType.UserDefined;
             }
         }
 
@@ -160,12 +154,12 @@ public static class SentencePieceVocabConverter
                 bool isSpecial = p.Value.TryGetProperty("special", out JsonElement flag) && flag.ValueKind == JsonValueKind.True;
                 if (isSpecial || HfSpecialVocab.LooksSpecial(text))
                 {
-                    types[id] = TypeControl;
+                    types[id] = (int)TokenType.Control;
                 }
                 else
                 {
                     text = text.Replace('\u2581', ' '); // pre-normalize user-defined spaces
-                    types[id] = TypeUserDefined;
+                    types[id] = (int)TokenType.UserDefined;
                 }
                 scores[id] = -1000f;
                 tokens[id] = text;

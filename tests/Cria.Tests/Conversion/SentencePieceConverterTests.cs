@@ -120,12 +120,12 @@ public sealed class SentencePieceConverterTests : IDisposable
         Assert.Equal((0, 1, 2, -1), (sp.UnkId, sp.BosId, sp.EosId, sp.PadId));
         Assert.True(sp.AddDummyPrefix);
         Assert.False(sp.RemoveExtraWhitespaces);
-        Assert.Equal(new SentencePiece("<unk>", 0, SentencePieceType.Unknown), sp.Pieces[0]);
-        Assert.Equal(new SentencePiece("<s>", 0, SentencePieceType.Control), sp.Pieces[1]);
-        Assert.Equal(new SentencePiece("<0x0A>", 0, SentencePieceType.Byte), sp.Pieces[13]);
+        Assert.Equal(new SentencePiece("<unk>", 0, Cria.Tokenizers.TokenType.Unknown), sp.Pieces[0]);
+        Assert.Equal(new SentencePiece("<s>", 0, Cria.Tokenizers.TokenType.Control), sp.Pieces[1]);
+        Assert.Equal(new SentencePiece("<0x0A>", 0, Cria.Tokenizers.TokenType.Byte), sp.Pieces[13]);
         Assert.Equal("\u2581", sp.Pieces[29871].Piece);
-        Assert.Equal(256, sp.Pieces.Count(p => p.Type == SentencePieceType.Byte));
-        Assert.All(sp.Pieces.Skip(259), p => Assert.Equal(SentencePieceType.Normal, p.Type));
+        Assert.Equal(256, sp.Pieces.Count(p => p.Type == Cria.Tokenizers.TokenType.Byte));
+        Assert.All(sp.Pieces.Skip(259), p => Assert.Equal(Cria.Tokenizers.TokenType.Normal, p.Type));
         Assert.Equal(-1e9f, sp.Pieces[259].Score); // "▁▁"
         Assert.Equal(-31740f, sp.Pieces[31999].Score);
     }
