@@ -19,7 +19,7 @@ internal static class ServeCommand
         var parallel = new Option<int>("--parallel", "-np") { Description = "slots: requests generated at the same time, each with its own KV cache", DefaultValueFactory = _ => 1 };
         var queue = new Option<int>("--queue-size") { Description = "requests that may wait for a slot (more get 503)", DefaultValueFactory = _ => 16 };
         var apiKey = new Option<string?>("--api-key") { Description = "require 'Authorization: Bearer KEY' (default: CRIA_API_KEY, else none)" };
-        var template = new Option<string?>("--chat-template") { Description = "Jinja chat template file (default: the model's own)" };
+        var template = CommonOptions.ChatTemplate();
         var alias = new Option<string?>("--alias") { Description = "model id reported by /v1/models (default: the file name)" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "log every request on stderr" };
         var ctx = CommonOptions.Context();
@@ -43,13 +43,7 @@ internal static class ServeCommand
             var kvType = CliErrors.ParseKvType(r.GetValue(kv));
             int nThreads = CommonOptions.ResolveThreads(r.GetValue(threads));
             string? key = r.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("CRIA_API_KEY");
-            ChatTemplate? chatTemplate = null;
-            if (r.GetValue(template) is { } templateFile)
-            {
-                if (!File.Exists(templateFile)) throw new CliException($"chat template file not found: {templateFile}");
-                try { chatTemplate = ChatTemplate.Parse(File.ReadAllText(templateFile)); }
-                catch (ChatTemplateException e) { throw new CliException($"invalid chat template {templateFile}: {e.Message}"); }
-            }
+            ChatTemplate? chatTemplate = CommonOptions.ResolveChatTemplate(r.GetValue(template));
             string path = CliErrors.RequireModelFile(r.GetValue(model));
 
             using var llama = LlamaModel.Load(path, new ModelOptions { Threads = nThreads });
