@@ -22,7 +22,7 @@ namespace Cria.Bench;
 /// </summary>
 public static class Program
 {
-    private sealed record Options(string Model, int Prompt, int Generate, int Threads, int Repetitions, bool FlashAttention, ulong Seed);
+    private sealed record Options(string Model, int Prompt, int Generate, int Threads, int Repetitions, bool FlashAttention, ulong Seed, bool Bandwidth);
 
     public static int Main(string[] args)
     {
@@ -117,6 +117,9 @@ public static class Program
                 Console.WriteLine($"{name}: Cria [{string.Join(", ", c.Select(v => v.ToString("F0")))}] llama.cpp [{string.Join(", ", l.Select(v => v.ToString("F0")))}]");
         }
 
+        double bandwidth = 0;
+        if (o.Bandwidth) bandwidth = ReadBandwidth(o.Threads);
+
         Console.WriteLine("| test | Cria t/s | llama.cpp t/s | Cria / llama.cpp | (medians: Cria, llama.cpp, ratio) |");
         Console.WriteLine("|---|---:|---:|---:|---:|");
         foreach (var (test, c, l) in results)
@@ -125,6 +128,22 @@ public static class Program
             var (lm, ls) = MeanStd(l);
             double cmed = Median(c), lmed = Median(l);
             Console.WriteLine($"| {test} | {cm:F1} ± {cs:F1} | {lm:F1} ± {ls:F1} | {cm / lm:F2} | {cmed:F1}, {lmed:F1}, {cmed / lmed:F2} |");
+        }
+        if (o.Bandwidth)
+        {
+            // A generated token reads every weight tensor once, except the token embeddings (one row),
+            // unless the output projection is tied to them.
+            bool tied = !cria.File.Tensors.Any(t => t.Name == "output.weight");
+            long perToken = cria.File.Tensors.Where(t => tied || t.Name != "token_embd.weight").Sum(t => t.ByteSize);
+            Console.WriteLine();
+            Console.WriteLine($"read bandwidth: {bandwidth / 1e9:F2} GB/s ({o.Threads} threads streaming a 1 GiB buffer, best of 5 passes, measured after the runs)");
+            Console.WriteLine($"weights read per generated token: {perToken / 1e6:F1} MB");
+            foreach (var (test, c, l) in results.Where(x => x.Test.StartsWith("tg", StringComparison.Ordinal)))
+            {
+                double cmed = Median(c), lmed = Median(l);
+                Console.WriteLine($"{test} (medians): Cria {cmed * perToken / 1e9:F2} GB/s = {100 * cmed * perToken / bandwidth:F0} % of bandwidth; " +
+                                  $"llama.cpp {lmed * perToken / 1e9:F2} GB/s = {100 * lmed * perToken / bandwidth:F0} %");
+            }
         }
         return 0;
     }
@@ -135,13 +154,15 @@ public static class Program
         "  -n N   tokens generated one at a time, greedily (tg test; 0 skips it)\n" +
         "  -t N   threads for both engines (default: physical cores as Cria counts them)\n" +
         "  -r N   timed repetitions per test and engine, after one warm-up\n" +
-        "  --fa   turn llama.cpp's flash attention on (default off, as llama-bench; Cria has none)";
+        "  --fa   turn llama.cpp's flash attention on (default off, as llama-bench; Cria has none)\n" +
+        "  --bandwidth  also measure the machine's read bandwidth (-t threads streaming 1 GiB) and report\n" +
+        "               tg as a share of it (weight bytes read per token × tokens/s ÷ bandwidth)";
 
     private static Options Parse(string[] args)
     {
         string? model = null;
         int p = 512, n = 128, t = Cria.Numerics.Threading.WorkerPool.DefaultThreadCount, r = 5;
-        bool fa = false;
+        bool fa = false, bandwidth = false;
         ulong seed = 1;
         for (int i = 0; i < args.Length; i++)
         {
@@ -156,6 +177,7 @@ public static class Program
                 case "-t" or "--threads": t = Int(1); break;
                 case "-r" or "--repetitions": r = Int(1); break;
                 case "--fa": fa = true; break;
+                case "--bandwidth": bandwidth = true; break;
                 case "--seed": seed = (ulong)Int(0); break;
                 case "-h" or "--help": throw new ArgumentException("help requested");
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
@@ -163,7 +185,7 @@ public static class Program
         }
         if (model is null) throw new ArgumentException("-m FILE is required");
         if (p + n == 0) throw new ArgumentException("nothing to measure: -p and -n are both 0");
-        return new Options(model, p, n, t, r, fa, seed);
+        return new Options(model, p, n, t, r, fa, seed, bandwidth);
     }
 
     // ---------------------------------------------------------------- Cria
@@ -228,6 +250,56 @@ public static class Program
     }
 
     // ---------------------------------------------------------------- helpers
+
+    /// <summary>
+    /// Read bandwidth in bytes/s: <paramref name="threads"/> threads each stream their slice of a
+    /// 1 GiB buffer (larger than any L3 cache) with 256-bit loads; the best of five passes.
+    /// </summary>
+    private static unsafe double ReadBandwidth(int threads)
+    {
+        const long size = 1L << 30;
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)size, 4096);
+        try
+        {
+            for (long o = 0; o < size; o += 1 << 28) new Span<byte>(buffer + o, 1 << 28).Fill(1); // touch every page before timing
+            long slice = size / threads & ~4095L;
+            double best = 0;
+            for (int pass = 0; pass < 5; pass++)
+            {
+                using var start = new Barrier(threads + 1);
+                var workers = new Thread[threads];
+                long sink = 0;
+                for (int t = 0; t < threads; t++)
+                {
+                    byte* from = buffer + t * slice;
+                    workers[t] = new Thread(() =>
+                    {
+                        start.SignalAndWait();
+                        var acc = System.Runtime.Intrinsics.Vector256<long>.Zero;
+                        for (long i = 0; i < slice; i += 128)
+                        {
+                            var v = System.Runtime.Intrinsics.Vector256.Load((long*)(from + i)) + System.Runtime.Intrinsics.Vector256.Load((long*)(from + i + 32))
+                                  + System.Runtime.Intrinsics.Vector256.Load((long*)(from + i + 64)) + System.Runtime.Intrinsics.Vector256.Load((long*)(from + i + 96));
+                            acc += v;
+                        }
+                        Interlocked.Add(ref sink, System.Runtime.Intrinsics.Vector256.Sum(acc));
+                    });
+                    workers[t].Start();
+                }
+                start.SignalAndWait();
+                var sw = Stopwatch.StartNew();
+                foreach (var w in workers) w.Join();
+                double seconds = sw.Elapsed.TotalSeconds;
+                if (sink == 42) Console.Write(""); // keep the reads
+                best = Math.Max(best, slice * threads / seconds);
+            }
+            return best;
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(buffer);
+        }
+    }
 
     private static int Argmax(ReadOnlySpan<float> logits)
     {

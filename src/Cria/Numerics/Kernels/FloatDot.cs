@@ -121,6 +121,58 @@ public static unsafe class FloatDot
         return (float)sum;
     }
 
+    /// <summary>
+    /// Two F16 weight rows (stride <paramref name="wStride"/> halves) · one activation row: y[0], y[1],
+    /// each bit-identical to <see cref="F16(ushort*, float*, int)"/> (each row keeps its own four
+    /// accumulators; the activations are loaded once for both rows). The weights of the next pair of
+    /// rows are prefetched meanwhile: decode streams them once from memory, and the hardware
+    /// prefetcher stops at every 4 KiB page (a row or two), which halved the read rate.
+    /// </summary>
+    internal static void F16Rows2(ushort* w, nint wStride, float* y, int n, float* output)
+    {
+        if (CpuFeatures.Avx2Fma)
+        {
+            F16Rows2Avx2(w, wStride, y, n, output, out bool special);
+            if (!special) return;
+        }
+        output[0] = F16Scalar(w, y, n);
+        output[1] = F16Scalar(w + wStride, y, n);
+    }
+
+    private static void F16Rows2Avx2(ushort* w, nint wStride, float* y, int n, float* output, out bool special)
+    {
+        int np = n & ~31;
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
+        Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
+        Vector256<uint> mag = default;
+        ushort* v = w + wStride;
+        nint ahead = 2 * wStride; // the same halves of the next pair of rows
+        for (int i = 0; i < np; i += 32)
+        {
+            Sse.Prefetch0(w + i + ahead);
+            Sse.Prefetch0(v + i + ahead);
+            Vector256<float> y0 = Avx.LoadVector256(y + i), y1 = Avx.LoadVector256(y + i + 8);
+            Vector256<float> y2 = Avx.LoadVector256(y + i + 16), y3 = Avx.LoadVector256(y + i + 24);
+            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i, ref mag), y0, s0);
+            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 8, ref mag), y1, s1);
+            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 16, ref mag), y2, s2);
+            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 24, ref mag), y3, s3);
+            t0 = Fma.MultiplyAdd(Fp16Format.ToSingle8(v + i, ref mag), y0, t0);
+            t1 = Fma.MultiplyAdd(Fp16Format.ToSingle8(v + i + 8, ref mag), y1, t1);
+            t2 = Fma.MultiplyAdd(Fp16Format.ToSingle8(v + i + 16, ref mag), y2, t2);
+            t3 = Fma.MultiplyAdd(Fp16Format.ToSingle8(v + i + 24, ref mag), y3, t3);
+        }
+        special = Fp16Format.SawSpecial(mag);
+        double sum0 = ReduceFour(s0, s1, s2, s3), sum1 = ReduceFour(t0, t1, t2, t3);
+        for (int i = np; i < n; i++)
+        {
+            sum0 += Fp16Format.ToSingle(w[i]) * y[i];
+            sum1 += Fp16Format.ToSingle(v[i]) * y[i];
+        }
+        output[0] = (float)sum0;
+        output[1] = (float)sum1;
+    }
+
     internal static float F16Scalar(ushort* w, float* y, int n)
     {
         int np = n & ~31;

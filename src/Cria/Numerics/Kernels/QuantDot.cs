@@ -167,8 +167,13 @@ public static unsafe class QuantDot
         float* half = Fp16Format.Table;
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         byte* w0 = w, w1 = w + wStride, w2 = w + 2 * wStride, w3 = w + 3 * wStride;
+        // Decode streams the weights once from memory: prefetch the same block of the next four rows
+        // (the next call's), so the reads run ahead across row and page boundaries.
+        nint ahead = 4 * wStride;
         for (int i = 0; i < blocks; i++)
         {
+            Sse.Prefetch0(w0 + ahead); Sse.Prefetch0(w1 + ahead);
+            Sse.Prefetch0(w2 + ahead); Sse.Prefetch0(w3 + ahead);
             Vector256<sbyte> av = Avx.LoadVector256((sbyte*)(a + 2));
             Vector256<int> bias = TW.Bias(av);
             // Broadcast loads and a vector product: the same float product as d_w·d_a in scalar.
@@ -227,6 +232,11 @@ public static unsafe class QuantDot
     internal static void Tile4x3Avx2<TW>(byte* w, nint wStride, byte* a, nint aStride, int blocks, float* y, nint yStride) where TW : struct, IQ8Weights
     {
         float* half = Fp16Format.Table;
+        // The twelve scale products d_w·d_a of a block step, formed four at a time (one 128-bit
+        // multiply per activation row, the same float products as scalar d_w·d_a) and read back as
+        // broadcast loads: that moves eight of the twelve multiplies off the vector ALU ports,
+        // which the integer dot, the conversion and the fused multiply-add keep busy.
+        float* d = stackalloc float[12];
         Vector256<float> c00 = default, c10 = default, c20 = default, c30 = default;
         Vector256<float> c01 = default, c11 = default, c21 = default, c31 = default;
         Vector256<float> c02 = default, c12 = default, c22 = default, c32 = default;
@@ -234,34 +244,32 @@ public static unsafe class QuantDot
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride;
         for (int i = 0; i < blocks; i++)
         {
+            Vector128<float> dw = Vector128.Create(half[*(ushort*)w0], half[*(ushort*)w1], half[*(ushort*)w2], half[*(ushort*)w3]);
+            Sse.Store(d, Sse.Multiply(dw, Vector128.Create(half[*(ushort*)a0])));
+            Sse.Store(d + 4, Sse.Multiply(dw, Vector128.Create(half[*(ushort*)a1])));
+            Sse.Store(d + 8, Sse.Multiply(dw, Vector128.Create(half[*(ushort*)a2])));
             Vector256<byte> u0 = TW.Unpack(w0), u1 = TW.Unpack(w1), u2 = TW.Unpack(w2), u3 = TW.Unpack(w3);
-            // Scales as broadcast loads and a vector product: the same float product as d_w·d_a in scalar.
-            Vector256<float> d0 = Vector256.Create(half[*(ushort*)w0]), d1 = Vector256.Create(half[*(ushort*)w1]);
-            Vector256<float> d2 = Vector256.Create(half[*(ushort*)w2]), d3 = Vector256.Create(half[*(ushort*)w3]);
 
             Vector256<sbyte> x = Avx.LoadVector256((sbyte*)(a0 + 2));
             Vector256<int> b = TW.Bias(x);
-            Vector256<float> da = Vector256.Create(half[*(ushort*)a0]);
-            c00 = Fma.MultiplyAdd(Avx.Multiply(d0, da), TW.Products(u0, x, b), c00);
-            c10 = Fma.MultiplyAdd(Avx.Multiply(d1, da), TW.Products(u1, x, b), c10);
-            c20 = Fma.MultiplyAdd(Avx.Multiply(d2, da), TW.Products(u2, x, b), c20);
-            c30 = Fma.MultiplyAdd(Avx.Multiply(d3, da), TW.Products(u3, x, b), c30);
+            c00 = Fma.MultiplyAdd(Vector256.Create(d[0]), TW.Products(u0, x, b), c00);
+            c10 = Fma.MultiplyAdd(Vector256.Create(d[1]), TW.Products(u1, x, b), c10);
+            c20 = Fma.MultiplyAdd(Vector256.Create(d[2]), TW.Products(u2, x, b), c20);
+            c30 = Fma.MultiplyAdd(Vector256.Create(d[3]), TW.Products(u3, x, b), c30);
 
             x = Avx.LoadVector256((sbyte*)(a1 + 2));
             b = TW.Bias(x);
-            da = Vector256.Create(half[*(ushort*)a1]);
-            c01 = Fma.MultiplyAdd(Avx.Multiply(d0, da), TW.Products(u0, x, b), c01);
-            c11 = Fma.MultiplyAdd(Avx.Multiply(d1, da), TW.Products(u1, x, b), c11);
-            c21 = Fma.MultiplyAdd(Avx.Multiply(d2, da), TW.Products(u2, x, b), c21);
-            c31 = Fma.MultiplyAdd(Avx.Multiply(d3, da), TW.Products(u3, x, b), c31);
+            c01 = Fma.MultiplyAdd(Vector256.Create(d[4]), TW.Products(u0, x, b), c01);
+            c11 = Fma.MultiplyAdd(Vector256.Create(d[5]), TW.Products(u1, x, b), c11);
+            c21 = Fma.MultiplyAdd(Vector256.Create(d[6]), TW.Products(u2, x, b), c21);
+            c31 = Fma.MultiplyAdd(Vector256.Create(d[7]), TW.Products(u3, x, b), c31);
 
             x = Avx.LoadVector256((sbyte*)(a2 + 2));
             b = TW.Bias(x);
-            da = Vector256.Create(half[*(ushort*)a2]);
-            c02 = Fma.MultiplyAdd(Avx.Multiply(d0, da), TW.Products(u0, x, b), c02);
-            c12 = Fma.MultiplyAdd(Avx.Multiply(d1, da), TW.Products(u1, x, b), c12);
-            c22 = Fma.MultiplyAdd(Avx.Multiply(d2, da), TW.Products(u2, x, b), c22);
-            c32 = Fma.MultiplyAdd(Avx.Multiply(d3, da), TW.Products(u3, x, b), c32);
+            c02 = Fma.MultiplyAdd(Vector256.Create(d[8]), TW.Products(u0, x, b), c02);
+            c12 = Fma.MultiplyAdd(Vector256.Create(d[9]), TW.Products(u1, x, b), c12);
+            c22 = Fma.MultiplyAdd(Vector256.Create(d[10]), TW.Products(u2, x, b), c22);
+            c32 = Fma.MultiplyAdd(Vector256.Create(d[11]), TW.Products(u3, x, b), c32);
 
             w0 += TW.BlockBytes; w1 += TW.BlockBytes; w2 += TW.BlockBytes; w3 += TW.BlockBytes;
             a0 += Q8_0Format.BlockBytes; a1 += Q8_0Format.BlockBytes; a2 += Q8_0Format.BlockBytes;

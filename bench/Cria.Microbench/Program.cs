@@ -1,0 +1,184 @@
+using System.Runtime.InteropServices;
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Running;
+using Cria.Numerics;
+using Cria.Numerics.Formats;
+using Cria.Numerics.Kernels;
+using Cria.Numerics.Threading;
+
+namespace Cria.Microbench;
+
+/// <summary>
+/// BenchmarkDotNet micro-benchmarks of the numeric kernels (see bench/README.md):
+/// <c>dotnet run -c Release --project bench/Cria.Microbench -- --filter '*'</c>.
+/// </summary>
+public static class Program
+{
+    public static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+}
+
+/// <summary>Random rows of one weight type with the activations already in the form the kernel takes.</summary>
+internal sealed unsafe class KernelData : IDisposable
+{
+    public readonly byte* Weights;
+    public readonly byte* Activations;   // Q8_0 / Q8_K blocks, or floats rounded to F16
+    public readonly long RowBytes;
+    public readonly int Rows, Cols;
+
+    public KernelData(GgmlType type, int rows, int cols, int seed = 1)
+    {
+        Rows = rows; Cols = cols;
+        var rng = new Random(seed);
+        RowBytes = GgmlTypeInfo.RowBytes(type, cols);
+        Weights = (byte*)NativeMemory.AlignedAlloc((nuint)(RowBytes * rows), 64);
+        var row = new float[cols];
+        var enc = new byte[RowBytes];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
+            RowEncoder.Encode(type, row, enc);
+            enc.CopyTo(new Span<byte>(Weights + r * RowBytes, (int)RowBytes));
+        }
+        for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
+        Activations = (byte*)NativeMemory.AlignedAlloc((nuint)(cols * 4 + 1024), 64);
+        var act = new Span<byte>(Activations, cols * 4 + 1024);
+        switch (type)
+        {
+            case GgmlType.Q8_0 or GgmlType.Q4_0: Q8_0Format.QuantizeActivations(row, act); break;
+            case GgmlType.Q4_K or GgmlType.Q6_K: Q8_KFormat.Quantize(row, act); break;
+            default:
+                for (int i = 0; i < cols; i++) ((float*)Activations)[i] = Fp16Format.Round(row[i]);
+                break;
+        }
+    }
+
+    public void Dispose()
+    {
+        NativeMemory.AlignedFree(Weights);
+        NativeMemory.AlignedFree(Activations);
+    }
+}
+
+/// <summary>
+/// One dot product per call over a row of <see cref="Cols"/> elements, the whole matrix small enough
+/// to stay in cache (64 rows): the arithmetic throughput of each kernel, without memory traffic.
+/// </summary>
+[MemoryDiagnoser]
+public unsafe class DotKernels
+{
+    private const int Rows = 64;
+    private KernelData _f16, _q8, _q4, _q4k, _q6k;
+
+    [Params(4096)]
+    public int Cols;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _f16 = new KernelData(GgmlType.F16, Rows, Cols);
+        _q8 = new KernelData(GgmlType.Q8_0, Rows, Cols);
+        _q4 = new KernelData(GgmlType.Q4_0, Rows, Cols);
+        _q4k = new KernelData(GgmlType.Q4_K, Rows, Cols);
+        _q6k = new KernelData(GgmlType.Q6_K, Rows, Cols);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _f16.Dispose(); _q8.Dispose(); _q4.Dispose(); _q4k.Dispose(); _q6k.Dispose();
+    }
+
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float F16()
+    {
+        float s = 0;
+        for (int r = 0; r < Rows; r++) s += FloatDot.F16((ushort*)(_f16.Weights + r * _f16.RowBytes), (float*)_f16.Activations, Cols);
+        return s;
+    }
+
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float Q8_0()
+    {
+        float s = 0;
+        for (int r = 0; r < Rows; r++) s += QuantDot.Q8_0Q8_0(_q8.Weights + r * _q8.RowBytes, _q8.Activations, Cols / 32);
+        return s;
+    }
+
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float Q4_0()
+    {
+        float s = 0;
+        for (int r = 0; r < Rows; r++) s += QuantDot.Q4_0Q8_0(_q4.Weights + r * _q4.RowBytes, _q4.Activations, Cols / 32);
+        return s;
+    }
+
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float Q4_K()
+    {
+        float s = 0;
+        for (int r = 0; r < Rows; r++) s += KQuantDot.Q4_KQ8_K(_q4k.Weights + r * _q4k.RowBytes, _q4k.Activations, Cols / 256);
+        return s;
+    }
+
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float Q6_K()
+    {
+        float s = 0;
+        for (int r = 0; r < Rows; r++) s += KQuantDot.Q6_KQ8_K(_q6k.Weights + r * _q6k.RowBytes, _q6k.Activations, Cols / 256);
+        return s;
+    }
+}
+
+/// <summary>
+/// Whole matrix products through <see cref="MatMul"/> (TinyLlama's FFN shape, 5632 × 2048) on one
+/// thread: <c>Batch = 1</c> is decode (weights streamed from memory: 24 distinct matrices, larger
+/// than the caches together, are cycled), <c>Batch = 64</c> prompt processing (the register tiles).
+/// </summary>
+[MemoryDiagnoser]
+public unsafe class MatMulBench
+{
+    private const int Rows = 5632, Cols = 2048;
+    private KernelData[] _weights;
+    private WorkerPool _pool;
+    private MatMul _mm;
+    private float* _x, _y;
+    private int _next;
+
+    [Params(GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K)]
+    public GgmlType Type;
+
+    [Params(1, 64)]
+    public int Batch;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        int copies = Batch == 1 ? 24 : 1;
+        _weights = new KernelData[copies];
+        for (int i = 0; i < copies; i++) _weights[i] = new KernelData(Type, Rows, Cols, seed: i + 1);
+        _pool = new WorkerPool(1);
+        _mm = new MatMul(_pool);
+        _x = (float*)NativeMemory.AlignedAlloc((nuint)(Batch * Cols * sizeof(float)), 64);
+        _y = (float*)NativeMemory.AlignedAlloc((nuint)(Batch * Rows * sizeof(float)), 64);
+        var rng = new Random(7);
+        for (int i = 0; i < Batch * Cols; i++) _x[i] = (float)(rng.NextDouble() * 2 - 1);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach (var w in _weights) w.Dispose();
+        _mm.Dispose();
+        _pool.Dispose();
+        NativeMemory.AlignedFree(_x);
+        NativeMemory.AlignedFree(_y);
+    }
+
+    [Benchmark]
+    public void Multiply()
+    {
+        var d = _weights[_next++ % _weights.Length];
+        var w = new WeightMatrix(Type, d.Weights, Rows, Cols);
+        _mm.Multiply(w, _x, Batch, _y);
+    }
+}

@@ -1,0 +1,57 @@
+using Cria.Numerics.Formats;
+using Cria.Numerics.Kernels;
+using Xunit;
+
+namespace Cria.Tests.Numerics;
+
+/// <summary>
+/// The multi-row decode kernels (several weight rows against one activation row, with prefetch and
+/// wider vectors) must give each output exactly the bits of the single-row dot and of its scalar twin.
+/// </summary>
+public unsafe class DecodeKernelTests
+{
+    public static TheoryData<int> Lengths => new() { 0, 1, 7, 31, 32, 33, 64, 255, 2048, 4096 + 5 };
+
+    private static bool Same(float a, float b) =>
+        BitConverter.SingleToInt32Bits(a) == BitConverter.SingleToInt32Bits(b) || (float.IsNaN(a) && float.IsNaN(b));
+
+    private static float[] RandomFloats(Random rng, int n)
+    {
+        var a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float)((rng.NextDouble() * 2 - 1) * (rng.Next(8) == 0 ? 10 : 1));
+        return a;
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void F16Rows2_EqualsSingleRowDots(int n)
+    {
+        var rng = new Random(7100 + n);
+        int stride = n + 3; // rows not adjacent: the stride is honoured
+        var h = new ushort[stride + n + 64];
+        for (int i = 0; i < h.Length; i++) h[i] = Fp16Format.FromSingle((float)((rng.NextDouble() * 2 - 1) * 4));
+        var y = RandomFloats(rng, n).Select(Fp16Format.Round).ToArray();
+        var output = new float[2];
+        fixed (ushort* ph = h)
+        fixed (float* py = y)
+        fixed (float* po = output)
+        {
+            FloatDot.F16Rows2(ph, stride, py, n, po);
+            Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
+            Assert.True(Same(FloatDot.F16Scalar(ph + stride, py, n), po[1]));
+            Assert.True(Same(FloatDot.F16(ph + stride, py, n), po[1]));
+            if (n >= 40)
+            {
+                // an infinity in the second row: both rows still exact (scalar path)
+                ph[stride + 5] = 0x7C00;
+                FloatDot.F16Rows2(ph, stride, py, n, po);
+                Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
+                Assert.True(Same(FloatDot.F16Scalar(ph + stride, py, n), po[1]));
+                ph[stride + 5] = 0x7E01; // NaN
+                FloatDot.F16Rows2(ph, stride, py, n, po);
+                Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
+                Assert.True(float.IsNaN(po[1]));
+            }
+        }
+    }
+}
