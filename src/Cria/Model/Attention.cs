@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Cria.Numerics.Kernels;
 using Cria.Numerics.Threading;
 
@@ -87,6 +88,7 @@ internal sealed unsafe class Attention : IParallelJob
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Execute(int start, int end, int threadIndex)
     {
         int hs = _c.HeadSize, heads = _c.HeadCount, kvDim = _c.KvDimension, ctx = _contextSize, nKv = _kvLength;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Cria.Model;
 
 /// <summary>
@@ -40,6 +41,7 @@ public static class Rope
     }
 
     /// <summary>Rotates every head of one token's vector in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe void Apply(float* x, int heads, int headSize, int ropeDims, float* cos, float* sin)
     {
         for (int h = 0; h < heads; h++)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Cria.Sampling;
 
 /// <summary>
@@ -15,6 +16,7 @@ internal static class CandidateSelection
     /// first; the order of the remaining entries is unspecified. O(n log k) worst case: a min-heap of
     /// the k best seen so far is kept in <c>items[0..k)</c> and then heap-sorted.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SelectTop(Span<TokenCandidate> items, int k)
     {
         int n = items.Length;
@@ -55,6 +57,7 @@ internal static class CandidateSelection
     /// the target is never reached through rounding). The kept entries are not sorted. Expected O(n):
     /// quickselect on the candidate order, steered by the mass of the better side of each pivot.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int SelectByMass(Span<TokenCandidate> items, double accumulated, double target)
     {
         const int SmallRange = 16;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 
@@ -159,6 +160,7 @@ public sealed class Sampler
 
     // Copies the logits into the candidate list (in id order) and applies the repetition, frequency and
     // presence penalties to the tokens inside the window. NaN logits become -inf.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void LoadAndPenalize(ReadOnlySpan<float> logits)
     {
         TokenCandidate[] c = _candidates;
@@ -258,6 +260,7 @@ public sealed class Sampler
     }
 
     // Writes the normalized softmax of the live logits into P.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ComputeProbabilities()
     {
         TokenCandidate[] c = _candidates;
@@ -333,6 +336,7 @@ public sealed class Sampler
         if (_sortedCount > kept) _sortedCount = kept;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ApplyTemperature(float temperature)
     {
         TokenCandidate[] c = _candidates;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Cria.Sampling;
 
 /// <summary>Numerically stable softmax over logits.</summary>
@@ -10,6 +11,7 @@ public static class Softmax
     /// are treated as -inf.
     /// </summary>
     /// <exception cref="ArgumentException">Lengths differ, the span is empty, or the temperature is not finite and positive.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Compute(ReadOnlySpan<float> logits, Span<float> probabilities, float temperature = 1f)
     {
         if (logits.Length == 0)

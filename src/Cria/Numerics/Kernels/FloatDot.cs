@@ -46,6 +46,7 @@ public static unsafe class FloatDot
         return F32Scalar(x, y, n);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float F32Avx(float* x, float* y, int n)
     {
         int np = n & ~31;
@@ -103,6 +104,7 @@ public static unsafe class FloatDot
         return F16Scalar(w, y, n); // also the exact path for rows holding infinities or NaNs
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float F16Avx2(ushort* w, float* y, int n, out bool special)
     {
         int np = n & ~31;
@@ -139,6 +141,7 @@ public static unsafe class FloatDot
         output[1] = F16Scalar(w + wStride, y, n);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void F16Rows2Avx2(ushort* w, nint wStride, float* y, int n, float* output, out bool special)
     {
         int np = n & ~31;
@@ -191,6 +194,7 @@ public static unsafe class FloatDot
     public static float BF16(ushort* w, float* y, int n) =>
         CpuFeatures.Avx2Fma ? BF16Avx2(w, y, n) : BF16Scalar(w, y, n);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float BF16Avx2(ushort* w, float* y, int n)
     {
         int i = 0;
@@ -227,6 +231,7 @@ public static unsafe class FloatDot
     // ================================================================ blocked order (tinyBLAS)
 
     /// <summary>F32 · F32 in tinyBLAS order (one eight-lane accumulator); n must be a multiple of 8.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float F32Blocked(float* x, float* y, int n)
     {
         if ((n & 7) != 0) throw new ArgumentException("length must be a multiple of 8", nameof(n));
@@ -249,6 +254,7 @@ public static unsafe class FloatDot
     /// F16 weights · float activations in tinyBLAS order (ggml's product for two or more activation
     /// rows, e.g. llama.cpp's K·Q with an F16 cache during prompt processing); n % 8 == 0.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float F16Blocked(ushort* w, float* y, int n)
     {
         if ((n & 7) != 0) throw new ArgumentException("length must be a multiple of 8", nameof(n));
@@ -272,6 +278,7 @@ public static unsafe class FloatDot
     }
 
     /// <summary>BF16 weights · float activations in tinyBLAS order; n % 8 == 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float BF16Blocked(ushort* w, float* y, int n)
     {
         if ((n & 7) != 0) throw new ArgumentException("length must be a multiple of 8", nameof(n));
@@ -301,6 +308,7 @@ public static unsafe class FloatDot
     /// Blocked-order tile: four rows of x (stride <paramref name="xStride"/> floats) against two rows
     /// of y (stride <paramref name="yStride"/>); results to out[c*outStride + r]. n % 8 == 0.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void BlockedTile4x2(float* x, nint xStride, float* y, nint yStride, int n, float* output, nint outStride)
     {
         Vector256<float> a00 = default, a10 = default, a20 = default, a30 = default;
@@ -330,6 +338,7 @@ public static unsafe class FloatDot
     /// of y (stride <paramref name="yStride"/>); results to out[c*outStride + r]. Each x vector is loaded
     /// once for three products; every output keeps its own accumulator in ascending order. n % 8 == 0.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void BlockedTile4x3(float* x, nint xStride, float* y, nint yStride, int n, float* output, nint outStride)
     {
         Vector256<float> a00 = default, a10 = default, a20 = default, a30 = default;
@@ -360,6 +369,7 @@ public static unsafe class FloatDot
     }
 
     /// <summary>Blocked-order tile: four rows of x against one row of y → out[0..3].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void BlockedTile4x1(float* x, nint xStride, float* y, int n, float* output)
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;

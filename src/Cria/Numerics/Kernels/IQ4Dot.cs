@@ -41,6 +41,7 @@ public static unsafe class IQ4Dot
 
     // ------------------------------------------------------------------ IQ4_NL vec_dot
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float NlVecDotAvx2(byte* w, byte* a, int blocks)
     {
         float* half = Fp16Format.Table;
@@ -112,6 +113,7 @@ public static unsafe class IQ4Dot
     private const int XsBytes = IQ4_XSFormat.BlockBytes;
     private const int KBytes = Q8_KFormat.BlockBytes;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float XsAvx2(byte* w, byte* a, int blocks)
     {
         Vector128<sbyte> table = Vector128.Create(IQ4_NLFormat.Values);

@@ -52,6 +52,7 @@ public static unsafe class KQuantDot
     /// accumulator, with a fused multiply-add by -d_a·dmin, before the block's main term.
     /// The codes are unpacked with scalar code on both paths; only the products are vectorised.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Small(byte* w, byte* a, int blocks, bool q2, bool avx)
     {
         byte* u = stackalloc byte[256];
@@ -132,6 +133,7 @@ public static unsafe class KQuantDot
     private static Vector256<int> ScaledLanes(Vector256<byte> u, Vector256<sbyte> a, Vector256<short> scales) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, a), scales);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6Avx2(byte* w, byte* a, int blocks)
     {
         Vector256<byte> m4 = Vector256.Create((byte)0x0F), m3 = Vector256.Create((byte)3), c32 = Vector256.Create((byte)32);
@@ -165,6 +167,7 @@ public static unsafe class KQuantDot
         return QuantDot.HorizontalSum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q4Avx2(byte* w, byte* a, int blocks)
     {
         Vector256<byte> m4 = Vector256.Create((byte)0x0F);
@@ -195,6 +198,7 @@ public static unsafe class KQuantDot
         return QuantDot.HorizontalSum(acc) + ((accM.GetElement(0) + accM.GetElement(2)) + (accM.GetElement(1) + accM.GetElement(3)));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q5Avx2(byte* w, byte* a, int blocks)
     {
         Vector256<byte> m4 = Vector256.Create((byte)0x0F), one = Vector256.Create((byte)1);

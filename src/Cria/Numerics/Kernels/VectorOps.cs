@@ -56,6 +56,7 @@ public static unsafe class VectorOps
     }
 
     /// <summary>1/sqrtf(mean + eps) with the mean of squares summed in double, element by element (as ggml does).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float RmsScale(float* x, int n, float epsilon)
     {
         double sum = 0;
@@ -86,6 +87,7 @@ public static unsafe class VectorOps
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SoftmaxAvx2(float* x, int n, bool paddedRow)
     {
         float max = Max(x, n);
@@ -151,6 +153,7 @@ public static unsafe class VectorOps
     }
 
     // ggml's MAX(max, x): keeps the running value unless it is not greater.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Max(float* x, int n)
     {
         float max = float.NegativeInfinity;
@@ -195,6 +198,7 @@ public static unsafe class VectorOps
             for (int r = 0; r < n; r += rowLength) SiluMulRowScalar(g + r, u + r, d + r, rowLength);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SiluMulRowAvx2(float* g, float* u, float* d, int n)
     {
         int i = 0;
@@ -244,6 +248,7 @@ public static unsafe class VectorOps
             Add(pa, pb, d, a.Length);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Add(float* a, float* b, float* d, int n)
     {
         int i = 0;
@@ -273,6 +278,7 @@ public static unsafe class VectorOps
         fixed (float* p = x) ScaleInPlace(p, x.Length, factor);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScaleInPlace(float* x, int n, float factor)
     {
         int i = 0;
