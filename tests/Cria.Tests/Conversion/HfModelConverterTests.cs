@@ -9,6 +9,7 @@ using Xunit;
 
 namespace Cria.Tests.Conversion;
 
+[Collection(Cria.Tests.Differential.LlamaCppCollection.Name)] // one test calls llama.cpp
 public sealed class HfModelConverterTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), $"cria-hf-{Guid.NewGuid():N}");
@@ -432,6 +433,28 @@ public sealed class HfModelConverterTests : IDisposable
             }
         Assert.True(maxAbs > 0.5, $"logits too small to be a meaningful check ({maxAbs})");
         Assert.True(maxErr < 1e-4, $"max |Cria - reference| = {maxErr} (max |logit| {maxAbs})");
+    }
+
+    /// <summary>The converted file gives llama.cpp the same logits it gives Cria (F32 cache, one batch).</summary>
+    [SkippableTheory]
+    [InlineData(false, false, null)]
+    [InlineData(true, true, "llama3")]
+    public void ConvertedFileGivesLlamaCppTheSameLogits(bool tied, bool bf16, string? scaling)
+    {
+        Cria.Tests.Differential.LlamaCppOracle.SkipIfUnavailable();
+        var w = RandomWeights(4, tied, bf16);
+        string dir = WriteFolder("llamacpp", w, tied, bf16, sharded: false, scaling == "llama3" ? Llama3ShortScaling : null);
+        string outPath = Path.Combine(_dir, "llamacpp.gguf");
+        HfModelConverter.Convert(dir, outPath);
+        int[] tokens = { 258, 72, 101, 256, 3, 200, 257, 10, 99, 180, 1, 260 };
+        float[] theirs = Cria.Tests.Differential.LlamaCppOracle.EvaluateAll(outPath, tokens, threads: 1);
+        using var model = LlamaModel.Load(outPath, new ModelOptions { Threads = 1 });
+        using var ctx = model.CreateContext(new ContextOptions { ContextSize = 32, KvCacheType = KvCacheType.F32 });
+        float[] ours = ctx.EvaluateAll(tokens);
+        var cmp = Cria.Tests.Differential.LogitComparison.Of(ours, theirs, Vocab);
+        // F32 weights and cache: the bound of the F32 cases in LlamaCppDifferentialTests.
+        Assert.True(cmp.MaxDifference <= 1e-4 * cmp.MaxAbsReference + 1e-5, $"logits differ from llama.cpp's on the converted file: {cmp}");
+        Assert.True(cmp.MaxAbsReference > 0.5, $"logits too small to be a meaningful check ({cmp.MaxAbsReference})");
     }
 
     [Fact]

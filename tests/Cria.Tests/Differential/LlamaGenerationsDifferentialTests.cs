@@ -43,7 +43,32 @@ public sealed class LlamaGenerationsDifferentialTests : IDisposable
         // F32 weights and cache: the same bound as the F32 cases of LlamaCppDifferentialTests.
         double tolerance = 1e-4 * cmp.MaxAbsReference + 1e-5;
         Assert.True(cmp.MaxDifference <= tolerance, $"logits differ from llama.cpp beyond {tolerance:G3}: {cmp}");
+        CompareGreedyContinuations(path, model, tokens.Take(16).ToArray(), steps: 10, tolerance);
         return (expected, tokens, tolerance);
+    }
+
+    /// <summary>
+    /// Greedy continuation of the prompt: Cria's (LlamaSession, greedy sampler) against llama.cpp's argmax
+    /// step by step, up to the first step where llama.cpp's top two logits are closer than the tolerance.
+    /// </summary>
+    private void CompareGreedyContinuations(string path, LlamaModel model, int[] prompt, int steps, double tolerance)
+    {
+        using var session = new Cria.Generation.LlamaSession(model, new ContextOptions { ContextSize = 64, KvCacheType = KvCacheType.F32 });
+        var options = new Cria.Generation.GenerationOptions { MaxTokens = steps, Sampling = Cria.Sampling.SamplerOptions.Greedy };
+        int[] ours = session.GenerateTokens(prompt, options).ToArray();
+        var sequence = new List<int>(prompt);
+        int vocab = model.Config.VocabularySize, compared = 0;
+        for (int step = 0; step < ours.Length; step++)
+        {
+            float[] all = LlamaCppOracle.EvaluateAll(path, sequence.ToArray(), threads: 2);
+            var (theirs, margin) = LogitComparison.Top(all, vocab, sequence.Count - 1);
+            if (margin <= 2 * tolerance) break; // a near-tie: either choice is right
+            Assert.True(theirs == ours[step], $"greedy step {step}: llama.cpp chose {theirs}, Cria {ours[step]}");
+            compared++;
+            sequence.Add(theirs);
+        }
+        _out.WriteLine($"greedy continuation: {compared} of {ours.Length} steps compared, all equal");
+        Assert.True(compared >= steps / 2, $"only {compared} greedy steps could be compared");
     }
 
     private static float[] Evaluate(LlamaModel model, int[] tokens)
