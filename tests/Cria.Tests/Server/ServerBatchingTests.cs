@@ -171,6 +171,57 @@ public sealed class ServerBatchingTests
         Assert.Equal("input", (string?)bad["error"]!["param"]);
     }
 
+    /// <summary>
+    /// A random-weight model whose SentencePiece vocabulary has Code Llama's FIM tokens: /infill answers
+    /// with what a session generates greedily for <see cref="Infill.BuildPrompt"/>'s prompt.
+    /// </summary>
+    [Fact]
+    public async Task InfillFillsTheMiddleLikeTheLibrary()
+    {
+        string dir = Directory.CreateTempSubdirectory("cria-infill-").FullName;
+        try
+        {
+            string vocabPath = Path.Combine(dir, "vocab.gguf"), modelPath = Path.Combine(dir, "model.gguf");
+            var tokens = new List<string> { "<unk>", "<s>", "</s>", "<PRE>", "<SUF>", "<MID>", "<EOT>", "▁" };
+            var types = new List<int> { 2, 3, 3, 3, 3, 3, 3, 1 };
+            foreach (char c in "abcdefghijklmnopqrstuvwxyz():=+ ") { tokens.Add(c.ToString()); types.Add(1); tokens.Add("▁" + c); types.Add(1); }
+            var scores = tokens.Select((t, i) => -(float)i).ToArray();
+            new Cria.Gguf.GgufWriter()
+                .Set("general.architecture", "llama")
+                .Set(Cria.Tokenizers.Vocabulary.KeyModel, "llama")
+                .Set(Cria.Tokenizers.Vocabulary.KeyTokens, Cria.Gguf.GgufArray.Of(tokens.ToArray()))
+                .Set(Cria.Tokenizers.Vocabulary.KeyScores, Cria.Gguf.GgufArray.Of(scores))
+                .Set(Cria.Tokenizers.Vocabulary.KeyTokenType, Cria.Gguf.GgufArray.Of(types.ToArray()))
+                .Write(vocabPath);
+            using (var vocab = Cria.Gguf.GgufFile.Open(vocabPath))
+                SyntheticModel.Write(new SyntheticModel.SyntheticModelSpec
+                {
+                    EmbeddingLength = 64, FeedForwardLength = 128, BlockCount = 2, HeadCount = 4, KvHeadCount = 2, ContextLength = 256, Seed = 5,
+                }, modelPath, vocab);
+            using var model = LlamaModel.Load(modelPath, new ModelOptions { Threads = 1 });
+            Assert.True(Infill.IsSupported(model.Vocabulary));
+            await using var server = await StartAsync(model, parallel: 1);
+            using var client = NewClient(server);
+
+            var (status, body) = await PostAsync(client, "/infill", new JsonObject
+            {
+                ["input_prefix"] = "def f(a):", ["input_suffix"] = "return b", ["n_predict"] = 12, ["temperature"] = 0,
+            });
+            Assert.Equal(200, status);
+            using var session = new LlamaSession(model, new ContextOptions { ContextSize = ServerFixture.Context });
+            var prompt = Infill.BuildPrompt(model.Tokenizer, "def f(a):", "return b");
+            string expected = string.Concat(session.GenerateText(prompt, new GenerationOptions { MaxTokens = 12, Sampling = SamplerOptions.Greedy }));
+            Assert.True((int)body["usage"]!["completion_tokens"]! > 0, "nothing was generated");
+            Assert.Equal(expected, (string?)body["content"]);
+            Assert.Equal(expected, (string?)body["choices"]![0]!["text"]);
+            Assert.Equal(prompt.Length, (int)body["usage"]!["prompt_tokens"]!);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [SkippableFact]
     public async Task InfillNeedsFillInTheMiddleTokens()
     {
