@@ -484,17 +484,14 @@ public class SamplerTests
         float[] logits = RandomLogits(17, vocab, scale: name == "no-top-k" ? 1f : 8f);
         var s = new Sampler(options, vocab, 4096);
 
-        for (int i = 0; i < 20; i++) // warm up (JIT, first-call paths)
-            s.Accept(s.Sample(logits));
-
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++)
+        SteadyState.AllocatesNothing(() =>
         {
-            int t = s.Sample(logits);
-            s.Accept(t);
-            logits[t] -= 0.01f;
-        }
-        long after = GC.GetAllocatedBytesForCurrentThread();
-        Assert.Equal(before, after);
+            for (int i = 0; i < 1000; i++)
+            {
+                int t = s.Sample(logits);
+                s.Accept(t);
+                logits[t] -= 0.01f;
+            }
+        });
     }
 }
