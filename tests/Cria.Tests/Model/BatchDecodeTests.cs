@@ -6,7 +6,8 @@ namespace Cria.Tests.Model;
 
 /// <summary>
 /// Continuous batching: decoding the next token of several sequences in one forward pass must give
-/// each sequence what decoding it alone gives.
+/// each sequence what decoding it alone gives — bit for bit for Q8_0 weights, to float rounding for
+/// F32 and Q4_0 weights (whose batched products sum in another order than the one-row products).
 /// </summary>
 public sealed class BatchDecodeTests : IDisposable
 {
@@ -88,11 +89,39 @@ public sealed class BatchDecodeTests : IDisposable
         using var model = LlamaModel.Load(Synthetic(type), new ModelOptions { Threads = 2 });
         var alone = Decode(model, kv, steps: 6, batched: false);
         var together = Decode(model, kv, steps: 6, batched: true);
-        // Quantized weights: every output is an integer dot per block, summed in the same order whatever
-        // the batch size, so the rows agree bit for bit.
+        if (type != GgmlType.Q4_0)
+        {
+            // Q8_0 weights: every output is an integer dot per block, summed in the same order whatever
+            // the batch size, so the rows agree bit for bit.
+            for (int i = 0; i < Prompts.Length; i++)
+                for (int s = 0; s < alone[i].Count; s++)
+                    Assert.True(alone[i][s].AsSpan().SequenceEqual(together[i][s]), $"sequence {i}, step {s} differs");
+            return;
+        }
+        // Q4_0 weights: with two or more activation rows each block is summed to one int32 before the
+        // float conversion (Q4BatchDot, the order of llama.cpp's repacked q4_0_8x8 kernels), with one
+        // row in ggml's vec_dot order (eight lane sums per block). The integers are the same, so each
+        // product output differs only by float rounding: at most ~(blocks + 1)·2⁻²⁴ ≈ 1e-6 of Σ|terms|
+        // for these 4–8-block rows. But the next product quantizes its input to Q8_0, and a difference
+        // that small can still move one activation across a rounding boundary: one step of
+        // d = max|x|/127 in one element, ~0.4 % of that element's block. Through two layers this gives
+        // logit differences far above float rounding yet far below a real error (a wrong weight or
+        // scale moves logits by O(1) here, as the bit-exact Q8_0 case and the golden tests would show):
+        // the test allows 1e-3 of the largest |logit| and demands the same greedy token at every step.
+        // Measured on this model (2026-11-27): at most 6e-8 (one ulp of logits ≈ 0.6–0.9; no rounding
+        // boundary was crossed), and 0 for the prompt step, which is batched on both sides.
         for (int i = 0; i < Prompts.Length; i++)
             for (int s = 0; s < alone[i].Count; s++)
-                Assert.True(alone[i][s].AsSpan().SequenceEqual(together[i][s]), $"sequence {i}, step {s} differs");
+            {
+                float maxDiff = 0, maxAbs = 0;
+                for (int j = 0; j < alone[i][s].Length; j++)
+                {
+                    maxDiff = Math.Max(maxDiff, Math.Abs(alone[i][s][j] - together[i][s][j]));
+                    maxAbs = Math.Max(maxAbs, Math.Abs(alone[i][s][j]));
+                }
+                Assert.True(maxDiff <= 1e-3f * Math.Max(1f, maxAbs), $"sequence {i}, step {s}: max |Δ| {maxDiff} (scale {maxAbs})");
+                Assert.Equal(ArgMax(alone[i][s]), ArgMax(together[i][s]));
+            }
     }
 
     [Fact]

@@ -12,7 +12,8 @@ namespace Cria.Tests.Numerics;
 /// counts. Two checks per output:
 /// <list type="number">
 /// <item><b>Exact</b> equality with the single dot-product kernel that ggml would use for that
-/// output (QuantDot for Q8_0/Q4_0; FloatDot's vec_dot order for one activation row, or for row
+/// output (QuantDot for Q8_0, and for Q4_0 with one activation row; Q4BatchDot's order for Q4_0
+/// with several; FloatDot's vec_dot order for one activation row, or for row
 /// lengths not divisible by 8 or row counts not divisible by 4; the blocked order otherwise),
 /// applied to the activations prepared as ggml prepares them. This pins tiling, threading and
 /// chunking to "no effect on the bits".</item>
@@ -155,7 +156,7 @@ public unsafe class MatMulTests
                 return w.Type switch
                 {
                     GgmlType.Q8_0 => QuantDot.Q8_0Q8_0Scalar(row, ab, blocks),
-                    GgmlType.Q4_0 => QuantDot.Q4_0Q8_0Scalar(row, ab, blocks),
+                    GgmlType.Q4_0 => batch == 1 ? QuantDot.Q4_0Q8_0Scalar(row, ab, blocks) : Q4BatchDot.DotScalar(row, ab, blocks),
                     GgmlType.Q5_0 => QuantDot.Dot1Scalar<Q5Weights>(row, ab, blocks),
                     GgmlType.Q4_1 => LegacyDot.Q4_1Q8_1Scalar(row, ab, blocks),
                     GgmlType.Q5_1 => LegacyDot.Q5_1Q8_1Scalar(row, ab, blocks),
@@ -282,6 +283,7 @@ public unsafe class MatMulTests
         var rng = new Random(5);
         using var q = RandomMatrix(GgmlType.Q8_0, 128, 256, rng);
         using var h = RandomMatrix(GgmlType.F16, 128, 256, rng);
+        using var q4 = RandomMatrix(GgmlType.Q4_0, 128, 256, rng); // batched: Q4BatchDot and its bias scratch
         using var pool = new WorkerPool(2);
         using var mm = new MatMul(pool);
         var x = new float[16 * 256];
@@ -289,20 +291,18 @@ public unsafe class MatMulTests
         fixed (float* px = x)
         fixed (float* py = y)
         {
-            foreach (int batch in new[] { 1, 16 })
-            {
-                mm.Multiply(q.W, px, batch, py);
-                mm.Multiply(h.W, px, batch, py);
-            }
             int[] batches = { 1, 16, 3 };
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < 50; i++)
-                foreach (int batch in batches)
-                {
-                    mm.Multiply(q.W, px, batch, py);
-                    mm.Multiply(h.W, px, batch, py);
-                }
-            Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread());
+            nint input = (nint)px, output = (nint)py; // fixed locals cannot be captured
+            SteadyState.AllocatesNothing(() =>
+            {
+                for (int i = 0; i < 50; i++)
+                    foreach (int batch in batches)
+                    {
+                        mm.Multiply(q.W, (float*)input, batch, (float*)output);
+                        mm.Multiply(h.W, (float*)input, batch, (float*)output);
+                        mm.Multiply(q4.W, (float*)input, batch, (float*)output);
+                    }
+            });
         }
     }
 

@@ -60,7 +60,10 @@ public readonly unsafe struct WeightMatrix
 /// <item>IQ4_XS weights: Q8_K activations, ggml's vec_dot per output (<see cref="IQ4Dot"/>).</item>
 /// <item>Q8_0 / Q4_0 weights: each activation row is first quantized to Q8_0 with ggml's runtime
 /// quantizer, then every output is the block-wise integer dot product of <see cref="QuantDot"/>
-/// (ggml's vec_dot and llamafile's tinyBLAS agree for these, so one order serves every batch).</item>
+/// (ggml's vec_dot and llamafile's tinyBLAS agree for these, so one order serves every batch) —
+/// except Q4_0 with two or more activation rows, which sums each block to one int32 before the
+/// conversion (the order of llama.cpp's repacked q4_0_8x8 kernels, see <see cref="Q4BatchDot"/>):
+/// equal to the one-row result up to float rounding, not bit for bit.</item>
 /// <item>F16 / BF16 weights: activations are rounded to F16 / BF16 (ggml's vec_dot_type) and kept as
 /// floats; F32 weights use the activations as they are. With one activation row, or when the
 /// row length is not a multiple of 8, or the row count not a multiple of 4, outputs use ggml's
@@ -80,6 +83,8 @@ public sealed unsafe class MatMul : IDisposable
 
     private byte* _activations;       // prepared activation rows
     private long _activationCapacity;
+    private int* _bias;               // −8·Σa per Q8_0 activation block (Q4_0 batched path)
+    private long _biasCapacity;       // ints
     private float* _threadScratch;    // per-thread converted weight rows (F16/BF16 blocked path)
     private long _threadScratchFloats; // floats per thread
     private bool _disposed;
@@ -121,7 +126,9 @@ public sealed unsafe class MatMul : IDisposable
         if (t is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL)
         {
             actRowBytes = (long)cols / Q8_0Format.BlockSize * Q8_0Format.BlockBytes;
-            act = Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes);
+            // Q4_0 with several rows also needs −8·Σa per activation block (Q4BatchDot).
+            if (t == GgmlType.Q4_0 && batch > 1) EnsureBias((long)batch * (cols / Q8_0Format.BlockSize));
+            act = Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes, t == GgmlType.Q4_0 && batch > 1 ? _bias : null);
         }
         else if (t is GgmlType.Q4_1 or GgmlType.Q5_1)
         {
@@ -153,9 +160,15 @@ public sealed unsafe class MatMul : IDisposable
         if (batch > 1) rowsPerChunk = (int)Math.Clamp(48 * 1024 / Math.Max(1, weightChunkRowBytes), 4, 64);
         rowsPerChunk = Math.Min(rowsPerChunk, Math.Max(4, rows / (2 * threads)));
         rowsPerChunk = Math.Max(4, rowsPerChunk & ~3);
+        if (t == GgmlType.Q4_0 && batch > 1) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
         batchTile = batchTile >= 3 ? batchTile / 3 * 3 : Math.Max(1, batchTile & ~1); // whole 4×3 / 2×2 tiles
+        if (t == GgmlType.Q4_0 && batch > 1) // whole 8×8 tiles (Q4BatchDot)
+        {
+            int width = Q4BatchDot.TileColumns;
+            batchTile = Math.Min(batch, Math.Max(width, batchTile / width * width));
+        }
 
         if (blocked && t != GgmlType.F32) EnsureThreadScratch((long)rowsPerChunk * cols);
 
@@ -168,6 +181,7 @@ public sealed unsafe class MatMul : IDisposable
         job.Blocked = blocked;
         job.RowsPerChunk = rowsPerChunk;
         job.BatchTile = batchTile;
+        job.Bias = _bias;
         _pool.Run(job, chunks);
     }
 
@@ -209,7 +223,9 @@ public sealed unsafe class MatMul : IDisposable
         _disposed = true;
         if (_activations != null) NativeMemory.AlignedFree(_activations);
         if (_threadScratch != null) NativeMemory.AlignedFree(_threadScratch);
+        if (_bias != null) NativeMemory.AlignedFree(_bias);
         _activations = null;
+        _bias = null;
         _threadScratch = null;
         GC.SuppressFinalize(this);
     }
@@ -219,13 +235,14 @@ public sealed unsafe class MatMul : IDisposable
     {
         if (_activations != null) NativeMemory.AlignedFree(_activations);
         if (_threadScratch != null) NativeMemory.AlignedFree(_threadScratch);
+        if (_bias != null) NativeMemory.AlignedFree(_bias);
     }
 
     // ------------------------------------------------------------------ activation preparation
 
     private enum PrepareKind { Q8_0, Q8_1, Q8_K, RoundF16, RoundBF16 }
 
-    private byte* Prepare(PrepareKind kind, float* x, int batch, int cols, long rowBytes)
+    private byte* Prepare(PrepareKind kind, float* x, int batch, int cols, long rowBytes, int* bias = null)
     {
         long need = rowBytes * batch;
         if (need > _activationCapacity)
@@ -236,10 +253,20 @@ public sealed unsafe class MatMul : IDisposable
             _activationCapacity = cap;
         }
         var p = _prepare;
-        p.Kind = kind; p.Source = x; p.Cols = cols; p.Destination = _activations; p.RowBytes = rowBytes;
+        p.Kind = kind; p.Source = x; p.Cols = cols; p.Destination = _activations; p.RowBytes = rowBytes; p.Bias = bias;
         if (batch > 1 && (long)batch * cols >= 32 * 1024) _pool.Run(p, batch);
         else p.Execute(0, batch, 0);
         return _activations;
+    }
+
+    /// <summary>Room for <paramref name="need"/> ints of −8·Σa (one per activation block, <see cref="Q4BatchDot"/>); grow-only.</summary>
+    private void EnsureBias(long need)
+    {
+        if (need <= _biasCapacity) return;
+        if (_bias != null) NativeMemory.AlignedFree(_bias);
+        long cap = Math.Max(need, _biasCapacity * 2);
+        _bias = (int*)NativeMemory.AlignedAlloc((nuint)(cap * sizeof(int)), 64);
+        _biasCapacity = cap;
     }
 
     private sealed class PrepareJob : IParallelJob
@@ -249,6 +276,7 @@ public sealed unsafe class MatMul : IDisposable
         public int Cols;
         public byte* Destination;
         public long RowBytes;
+        public int* Bias; // Q8_0 only: when set, also −8·Σa per block (Q4BatchDot)
 
         public void Execute(int start, int end, int threadIndex)
         {
@@ -260,6 +288,7 @@ public sealed unsafe class MatMul : IDisposable
                 {
                     case PrepareKind.Q8_0:
                         Q8_0Format.QuantizeActivations(src, dst, Cols / Q8_0Format.BlockSize);
+                        if (Bias != null) Q4BatchDot.ActivationBias(dst, Cols / Q8_0Format.BlockSize, Bias + (long)b * (Cols / Q8_0Format.BlockSize));
                         break;
                     case PrepareKind.Q8_1:
                         Q8_1Format.QuantizeActivations(src, dst, Cols / Q8_1Format.BlockSize);
@@ -301,6 +330,7 @@ public sealed unsafe class MatMul : IDisposable
         public bool Blocked;
         public int RowsPerChunk;
         public int BatchTile;
+        public int* Bias;
 
         public ProductJob(MatMul owner) => _owner = owner;
 
@@ -314,7 +344,11 @@ public sealed unsafe class MatMul : IDisposable
                 switch (Weights.Type)
                 {
                     case GgmlType.Q8_0: Quantized<Q8Weights>(r0, r1); break;
-                    case GgmlType.Q4_0: Quantized<Q4Weights>(r0, r1); break;
+                    case GgmlType.Q4_0:
+                        // One activation row: ggml's vec_dot; several: one int32 per block and output (Q4BatchDot).
+                        if (Batch == 1) Quantized<Q4Weights>(r0, r1);
+                        else Q4Batched(r0, r1);
+                        break;
                     case GgmlType.Q5_0: Quantized<Q5Weights>(r0, r1); break;
                     case GgmlType.IQ4_NL:
                         // One activation row: ggml's vec_dot (two accumulators); several: tinyBLAS (one).
@@ -397,6 +431,34 @@ public sealed unsafe class MatMul : IDisposable
                     for (; b + 2 <= b1; b += 2)
                         QuantDot.Tile1x2Avx2<TW>(wr, a + b * aStride, aStride, blocks, y + b * rows + r, rows);
                     if (b < b1) y[b * rows + r] = QuantDot.Dot1<TW>(wr, a + b * aStride, blocks);
+                }
+            }
+        }
+
+        private void Q4Batched(int r0, int r1)
+        {
+            int blocks = Weights.Cols / Q8_0Format.BlockSize;
+            nint wStride = (nint)Weights.RowBytes, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
+            byte* w = Weights.Data;
+            byte* a = Activations;
+            float* y = Output;
+            if (!CpuFeatures.Avx2Fma)
+            {
+                for (int b = 0; b < Batch; b++)
+                    for (int r = r0; r < r1; r++)
+                        y[b * rows + r] = Q4BatchDot.DotScalar(w + r * wStride, a + b * aStride, blocks);
+                return;
+            }
+            int width = Q4BatchDot.TileColumns;
+            for (int b0 = 0; b0 < Batch; b0 += BatchTile)
+            {
+                int b1 = Math.Min(Batch, b0 + BatchTile);
+                for (int r = r0; r < r1; r += 8)
+                {
+                    int nr = Math.Min(8, r1 - r);
+                    for (int b = b0; b < b1; b += width)
+                        Q4BatchDot.TileAvx2(w + r * wStride, wStride, nr, a + b * aStride, aStride, Bias + (long)b * blocks,
+                            Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
                 }
             }
         }

@@ -1,0 +1,153 @@
+using System.Runtime.Intrinsics.X86;
+using Cria.Numerics.Formats;
+using Cria.Numerics.Kernels;
+using Xunit;
+
+namespace Cria.Tests.Numerics;
+
+/// <summary>
+/// <see cref="Q4BatchDot"/>, the Q4_0 kernel for two or more activation rows, on random blocks:
+/// <list type="number">
+/// <item>every vector path (AVX2 with 16-bit sums, and AVX-VNNI where the CPU has it) returns the
+/// bits of the scalar twin, for every partial tile (1–8 weight rows, 1–8 activation rows) and
+/// strides wider than a row;</item>
+/// <item>the scalar twin agrees with an exact reference. Each block term t = d_w·d_a·S (halves times
+/// an int below 2¹⁵: at most 37 significant bits) is exact in double, so the reference is exact to
+/// double rounding. The kernel rounds d_w·d_a once (relative error ≤ u = 2⁻²⁴) and each fused
+/// multiply-add once (≤ u·|partial sum| ≤ u·Σ|t|), so |error| ≤ (blocks + 1)·u·Σ|t| to first order;
+/// the test allows (blocks + 2)·2⁻²⁴·Σ|t|.</item>
+/// </list>
+/// Activation bytes cover the whole sbyte range (−128 included: the 16-bit sums of the AVX2 path
+/// must not saturate), weight codes all 16 nibbles.
+/// </summary>
+public unsafe class Q4BatchKernelTests
+{
+    public static TheoryData<int> BlockCounts => new() { 1, 2, 3, 7, 64, 176 };
+
+    private static byte[] RandomQ4Rows(Random rng, int rows, int blocks)
+    {
+        var w = new byte[rows * blocks * 18];
+        for (int b = 0; b < rows * blocks; b++)
+        {
+            ushort d = Fp16Format.FromSingle((float)(rng.NextDouble() * 0.2 - 0.1));
+            w[b * 18] = (byte)d; w[b * 18 + 1] = (byte)(d >> 8);
+            for (int j = 0; j < 16; j++) w[b * 18 + 2 + j] = (byte)rng.Next(256);
+        }
+        return w;
+    }
+
+    private static byte[] RandomQ8Rows(Random rng, int rows, int blocks)
+    {
+        var a = new byte[rows * blocks * 34];
+        for (int b = 0; b < rows * blocks; b++)
+        {
+            ushort d = Fp16Format.FromSingle((float)(rng.NextDouble() * 0.05 + 1e-3));
+            a[b * 34] = (byte)d; a[b * 34 + 1] = (byte)(d >> 8);
+            for (int j = 0; j < 32; j++) a[b * 34 + 2 + j] = (byte)rng.Next(256);
+            if (rng.Next(4) == 0) for (int j = 0; j < 32; j++) a[b * 34 + 2 + j] = 0x80; // all −128
+        }
+        return a;
+    }
+
+    private delegate void TileFn(byte* w, nint wStride, int nRows, byte* a, nint aStride, int* bias, int nCols, int blocks, float* y, nint yStride);
+
+    [Theory]
+    [MemberData(nameof(BlockCounts))]
+    public void VectorTilesEqualScalarTwin_ForEveryPartialTile(int blocks)
+    {
+        if (!(Avx2.IsSupported && Fma.IsSupported)) return;
+        var rng = new Random(7000 + blocks);
+        const int rowPad = 5, colPad = 3; // strides wider than a row
+        const int C = Q4BatchDot.TileColumns;
+        nint wStride = blocks * 18 + rowPad, aStride = blocks * 34 + colPad, yStride = 11;
+        var w = new byte[8 * wStride];
+        var a = new byte[C * aStride];
+        var wr = RandomQ4Rows(rng, 8, blocks);
+        var ar = RandomQ8Rows(rng, C, blocks);
+        for (int r = 0; r < 8; r++) Array.Copy(wr, r * blocks * 18, w, r * wStride, blocks * 18);
+        for (int c = 0; c < C; c++) Array.Copy(ar, c * blocks * 34, a, c * aStride, blocks * 34);
+        var bias = new int[C * blocks];
+
+        var paths = new List<(string name, TileFn fn)> { ("AVX2", Q4BatchDot.Tile<Q4BatchDot.NoVnni>), ("dispatch", Q4BatchDot.TileAvx2) };
+        if (AvxVnni.IsSupported) paths.Add(("AVX-VNNI", Q4BatchDot.Tile<Q4BatchDot.Vnni>));
+
+        fixed (byte* pw = w)
+        fixed (byte* pa = a)
+        fixed (int* pb = bias)
+        {
+            for (int c = 0; c < C; c++) Q4BatchDot.ActivationBias(pa + c * aStride, blocks, pb + c * blocks);
+            var expected = new float[C, 8];
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < 8; r++)
+                    expected[c, r] = Q4BatchDot.DotScalar(pw + r * wStride, pa + c * aStride, blocks);
+
+            foreach (var (name, fn) in paths)
+                for (int nRows = 1; nRows <= 8; nRows++)
+                    for (int nCols = 1; nCols <= C; nCols++)
+                    {
+                        var y = new float[C * yStride];
+                        Array.Fill(y, float.NaN);
+                        fixed (float* py = y) fn(pw, wStride, nRows, pa, aStride, pb, nCols, blocks, py, yStride);
+                        for (int c = 0; c < C; c++)
+                            for (int i = 0; i < yStride; i++)
+                            {
+                                float got = y[c * yStride + i];
+                                if (c < nCols && i < nRows)
+                                    Assert.True(BitConverter.SingleToInt32Bits(expected[c, i]) == BitConverter.SingleToInt32Bits(got),
+                                        $"{name} {nRows}x{nCols} blocks {blocks} [c{c}, r{i}]: scalar {expected[c, i]:R}, tile {got:R}");
+                                else
+                                    Assert.True(float.IsNaN(got), $"{name} {nRows}x{nCols}: wrote outside the tile at [c{c}, {i}]");
+                            }
+                    }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(BlockCounts))]
+    public void ScalarTwinMatchesExactReference(int blocks)
+    {
+        var rng = new Random(8000 + blocks);
+        for (int trial = 0; trial < 20; trial++)
+        {
+            var w = RandomQ4Rows(rng, 1, blocks);
+            var a = RandomQ8Rows(rng, 1, blocks);
+            double exact = 0, abs = 0;
+            for (int i = 0; i < blocks; i++)
+            {
+                double dw = Fp16Format.ToSingle(BitConverter.ToUInt16(w, i * 18));
+                double da = Fp16Format.ToSingle(BitConverter.ToUInt16(a, i * 34));
+                long s = 0;
+                for (int j = 0; j < 16; j++)
+                {
+                    int q = w[i * 18 + 2 + j];
+                    s += ((q & 0x0F) - 8) * (sbyte)a[i * 34 + 2 + j] + ((q >> 4) - 8) * (sbyte)a[i * 34 + 2 + j + 16];
+                }
+                double t = dw * da * s;
+                exact += t; abs += Math.Abs(t);
+            }
+            float got;
+            fixed (byte* pw = w)
+            fixed (byte* pa = a)
+                got = Q4BatchDot.DotScalar(pw, pa, blocks);
+            double tol = (blocks + 2) * Math.Pow(2, -24) * abs + 1e-30;
+            Assert.True(Math.Abs(got - exact) <= tol, $"blocks {blocks}: {got:R} vs {exact:R} (tolerance {tol})");
+        }
+    }
+
+    [Fact]
+    public void ActivationBiasIsMinusEightTimesBlockSum()
+    {
+        var rng = new Random(9000);
+        var a = RandomQ8Rows(rng, 1, 5);
+        var bias = new int[5];
+        fixed (byte* pa = a)
+        fixed (int* pb = bias)
+            Q4BatchDot.ActivationBias(pa, 5, pb);
+        for (int i = 0; i < 5; i++)
+        {
+            int s = 0;
+            for (int j = 0; j < 32; j++) s += (sbyte)a[i * 34 + 2 + j];
+            Assert.Equal(-8 * s, bias[i]);
+        }
+    }
+}
