@@ -54,6 +54,7 @@ public static unsafe class Bf16Format
             ToSingle((ushort*)s, d, dst.Length);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void ToSingle(ushort* src, float* dst, int n)
     {
         int i = 0;

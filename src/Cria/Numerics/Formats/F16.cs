@@ -105,6 +105,7 @@ public static unsafe class Fp16Format
         for (int i = 0; i < n; i++) dst[i] = FromSingle(src[i]);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void ToSingle(ushort* src, float* dst, int n)
     {
         int i = 0;

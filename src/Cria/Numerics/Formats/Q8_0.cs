@@ -92,6 +92,7 @@ public static unsafe class Q8_0Format
         else QuantizeActivationsScalar(src, dst, blocks);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void QuantizeActivationsAvx2(float* src, byte* dst, int blocks)
     {
         Vector256<float> absMask = Vector256.Create(0x7FFFFFFF).AsSingle();

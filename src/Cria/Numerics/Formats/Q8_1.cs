@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -52,6 +53,7 @@ public static unsafe class Q8_1Format
         else QuantizeActivationsScalar(src, dst, blocks);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void QuantizeActivationsAvx2(float* src, byte* dst, int blocks)
     {
         Vector256<float> absMask = Vector256.Create(0x7FFFFFFF).AsSingle();

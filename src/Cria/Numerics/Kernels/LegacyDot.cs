@@ -36,6 +36,7 @@ public static unsafe class LegacyDot
     internal static float Dot1<TW>(byte* w, byte* a, int blocks) where TW : struct, IQ81Weights =>
         CpuFeatures.Avx2Fma ? Dot1Avx2<TW>(w, a, blocks) : Dot1Scalar<TW>(w, a, blocks);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Dot1Avx2<TW>(byte* w, byte* a, int blocks) where TW : struct, IQ81Weights
     {
         float* half = Fp16Format.Table;

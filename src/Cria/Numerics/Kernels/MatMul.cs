@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Cria.Numerics.Formats;
 using Cria.Numerics.Threading;
@@ -278,6 +279,7 @@ public sealed unsafe class MatMul : IDisposable
         public long RowBytes;
         public int* Bias; // Q8_0 only: when set, also −8·Σa per block (Q4BatchDot)
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int start, int end, int threadIndex)
         {
             for (int b = start; b < end; b++)
@@ -334,6 +336,7 @@ public sealed unsafe class MatMul : IDisposable
 
         public ProductJob(MatMul owner) => _owner = owner;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int start, int end, int threadIndex)
         {
             int rows = Weights.Rows;
@@ -435,6 +438,7 @@ public sealed unsafe class MatMul : IDisposable
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Q4Batched(int r0, int r1)
         {
             int blocks = Weights.Cols / Q8_0Format.BlockSize;
@@ -468,6 +472,7 @@ public sealed unsafe class MatMul : IDisposable
         /// the batch is walked in tiles so a chunk of weight rows stays in cache for several
         /// activation rows.
         /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void RowDots(int r0, int r1)
         {
             GgmlType t = Weights.Type;
@@ -513,6 +518,7 @@ public sealed unsafe class MatMul : IDisposable
             for (nint o = 0; o < bytes; o += 64) System.Runtime.Intrinsics.X86.Sse.Prefetch0(p + o);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Float(int r0, int r1, int threadIndex)
         {
             int cols = Weights.Cols;

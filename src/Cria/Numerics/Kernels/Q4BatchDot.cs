@@ -32,6 +32,7 @@ namespace Cria.Numerics.Kernels;
 public static unsafe class Q4BatchDot
 {
     /// <summary>−8·Σa of each Q8_0 activation block (the bias the unsigned codes need).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void ActivationBias(byte* a, int blocks, int* bias)
     {
         for (int i = 0; i < blocks; i++, a += Q8_0Format.BlockBytes)
@@ -76,6 +77,7 @@ public static unsafe class Q4BatchDot
     /// <c>a + c·aStride</c> (c &lt; <paramref name="nCols"/> ≤ <see cref="TileColumns"/>), whose <see cref="ActivationBias"/> is
     /// at <c>bias + c·blocks</c>: results to y[c·yStride + i]. Uses AVX-VNNI when the CPU has it.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void TileAvx2(byte* w, nint wStride, int nRows, byte* a, nint aStride, int* bias, int nCols, int blocks, float* y, nint yStride)
     {
         if (AvxVnni.IsSupported) Tile<Vnni>(w, wStride, nRows, a, aStride, bias, nCols, blocks, y, yStride);

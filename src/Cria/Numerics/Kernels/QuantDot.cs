@@ -121,6 +121,7 @@ public static unsafe class QuantDot
 
     // ---------------------------------------------------------------- single dot
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float Dot1Avx2<TW>(byte* w, byte* a, int blocks) where TW : struct, IQ8Weights
     {
         float* half = Fp16Format.Table;
@@ -162,6 +163,7 @@ public static unsafe class QuantDot
     // dot, so tiling changes speed, never results.
 
     /// <summary>Four weight rows (stride <paramref name="wStride"/> bytes) · one activation row → y[0..3].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Rows4Avx2<TW>(byte* w, nint wStride, byte* a, int blocks, float* y) where TW : struct, IQ8Weights
     {
         float* half = Fp16Format.Table;
@@ -195,6 +197,7 @@ public static unsafe class QuantDot
     /// Two weight rows · two activation rows. Results go to y[c*yStride + r] (r, c in {0, 1}), i.e.
     /// the batch-major layout of MatMul's output.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile2x2Avx2<TW>(byte* w, nint wStride, byte* a, nint aStride, int blocks, float* y, nint yStride) where TW : struct, IQ8Weights
     {
         float* half = Fp16Format.Table;
@@ -229,6 +232,7 @@ public static unsafe class QuantDot
     /// per block step and meets all three activation blocks; every output still has its own
     /// accumulator and sees the blocks in ascending order, so the bits equal the single dot's.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile4x3Avx2<TW>(byte* w, nint wStride, byte* a, nint aStride, int blocks, float* y, nint yStride) where TW : struct, IQ8Weights
     {
         float* half = Fp16Format.Table;
@@ -282,6 +286,7 @@ public static unsafe class QuantDot
     }
 
     /// <summary>One weight row · two activation rows → y[0], y[yStride].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile1x2Avx2<TW>(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride) where TW : struct, IQ8Weights
     {
         float* half = Fp16Format.Table;
