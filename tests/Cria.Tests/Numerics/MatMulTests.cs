@@ -277,6 +277,44 @@ public unsafe class MatMulTests
         }
     }
 
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void Multiply_KQuantBatches_MatchSingleRowKernelBitForBit(GgmlType type)
+    {
+        // Batch 1..9 and odd row counts: the 1×4 register tiles (KQuantDot.*Rows4), their
+        // leftover activation rows and partial row chunks must give the single-row kernel's bits.
+        var rng = new Random(4242 + (int)type);
+        foreach (var (rows, cols) in new[] { (13, 512), (7, 768), (1, 256) })
+        {
+            using var m = RandomMatrix(type, rows, cols, rng);
+            foreach (int threads in new[] { 1, 2 })
+            {
+                using var pool = new WorkerPool(threads);
+                using var mm = new MatMul(pool);
+                for (int batch = 1; batch <= 9; batch++)
+                {
+                    var x = new float[batch * cols];
+                    for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 4 - 2);
+                    var y = new float[batch * rows];
+                    fixed (float* px = x)
+                    fixed (float* py = y)
+                        mm.Multiply(m.W, px, batch, py);
+                    var act = Prepare(type, x, batch, cols);
+                    for (int b = 0; b < batch; b++)
+                        for (int r = 0; r < rows; r++)
+                        {
+                            float exact = ExpectedExact(m, act, batch, r, b);
+                            float got = y[b * rows + r];
+                            Assert.True(BitConverter.SingleToInt32Bits(exact) == BitConverter.SingleToInt32Bits(got),
+                                $"{type} {rows}x{cols} threads {threads} batch {batch} [b{b}, r{r}]: kernel {exact:R}, matmul {got:R}");
+                        }
+                }
+            }
+        }
+    }
+
     [Fact]
     public void Multiply_SteadyState_DoesNotAllocate()
     {

@@ -234,6 +234,305 @@ public static unsafe class KQuantDot
         return QuantDot.HorizontalSum(acc) + summs;
     }
 
+    // ------------------------------------------------------------------ AVX2, one weight row × four activation rows
+
+    /// <summary>
+    /// Four outputs of <see cref="Q6Avx2"/> at once: weight row <paramref name="w"/> against the activation rows
+    /// <paramref name="a"/> + k·<paramref name="aStride"/> (k = 0..3), results to <paramref name="y"/> + k·<paramref name="yStride"/>.
+    /// The codes and scales of each super-block are unpacked once; every output gets exactly the
+    /// integer lanes, fused multiply-adds and final reduction of the single-row kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Q6Avx2Rows4(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
+    {
+        Vector256<byte> m4 = Vector256.Create((byte)0x0F), m3 = Vector256.Create((byte)3), c32 = Vector256.Create((byte)32);
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
+        for (int i = 0; i < blocks; i++, w += Q6_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes)
+        {
+            float dw = Fp16Format.ToSingle(*(ushort*)(w + 208));
+            sbyte* sc = (sbyte*)(w + 192);
+            Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0;
+            for (int h = 0; h < 2; h++)
+            {
+                Vector256<byte> ql0 = Avx.LoadVector256(w + 64 * h), ql1 = Avx.LoadVector256(w + 64 * h + 32);
+                Vector256<byte> qh = Avx.LoadVector256(w + 128 + 32 * h);
+                for (int t = 0; t < 4; t++)
+                {
+                    Vector256<byte> lowSrc = (t & 1) == 0 ? ql0 : ql1;
+                    Vector256<byte> low = t < 2 ? Avx2.And(lowSrc, m4) : Avx2.And(Avx2.ShiftRightLogical(lowSrc.AsUInt16(), 4).AsByte(), m4);
+                    Vector256<byte> high = Avx2.ShiftLeftLogical(Avx2.And(qh, m3).AsUInt16(), 4).AsByte();
+                    qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 2).AsByte();
+                    Vector256<byte> codes = Avx2.Or(low, high);
+                    int c = 4 * h + t;
+                    Vector256<short> scales = Vector256.Create(Vector128.Create((short)sc[2 * c]), Vector128.Create((short)sc[2 * c + 1]));
+                    nint o = 4 + 32 * c;
+                    s0 = Q6Lanes(s0, codes, c32, Avx.LoadVector256((sbyte*)(a0 + o)), scales);
+                    s1 = Q6Lanes(s1, codes, c32, Avx.LoadVector256((sbyte*)(a1 + o)), scales);
+                    s2 = Q6Lanes(s2, codes, c32, Avx.LoadVector256((sbyte*)(a2 + o)), scales);
+                    s3 = Q6Lanes(s3, codes, c32, Avx.LoadVector256((sbyte*)(a3 + o)), scales);
+                }
+            }
+            acc0 = Fma.MultiplyAdd(Vector256.Create(*(float*)a0 * dw), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(Vector256.Create(*(float*)a1 * dw), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(Vector256.Create(*(float*)a2 * dw), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(Vector256.Create(*(float*)a3 * dw), Avx.ConvertToVector256Single(s3), acc3);
+        }
+        y[0] = QuantDot.HorizontalSum(acc0);
+        y[yStride] = QuantDot.HorizontalSum(acc1);
+        y[2 * yStride] = QuantDot.HorizontalSum(acc2);
+        y[3 * yStride] = QuantDot.HorizontalSum(acc3);
+    }
+
+    /// <summary>sumi + Q6_K's per-chunk lanes scale · (codes·a − 32·a), the integers of <see cref="Q6Avx2"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q6Lanes(Vector256<int> sumi, Vector256<byte> codes, Vector256<byte> c32, Vector256<sbyte> av, Vector256<short> scales) =>
+        AddScaled(sumi, Avx2.Subtract(Avx2.MultiplyAddAdjacent(codes, av), Avx2.MultiplyAddAdjacent(c32, av)), scales);
+
+    /// <summary>
+    /// sumi + vpmaddwd(p16, scales). With AVX-VNNI one vpdpwssd; the int32 lanes are the same
+    /// integers (exact sums, no saturation) as the separate multiply-add and add.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> AddScaled(Vector256<int> sumi, Vector256<short> p16, Vector256<short> scales) =>
+        AvxVnni.IsSupported ? AvxVnni.MultiplyWideningAndAdd(sumi, p16, scales) : Avx2.Add(sumi, Avx2.MultiplyAddAdjacent(p16, scales));
+
+    /// <summary>Four outputs of <see cref="Q4Avx2"/> at once (layout as <see cref="Q6Avx2Rows4"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Q4Avx2Rows4(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
+    {
+        Vector256<byte> m4 = Vector256.Create((byte)0x0F);
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        Vector128<float> accM0 = Vector128<float>.Zero, accM1 = accM0, accM2 = accM0, accM3 = accM0;
+        int* sc = stackalloc int[8];
+        int* mn = stackalloc int[8];
+        byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
+        for (int i = 0; i < blocks; i++, w += Q4_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes)
+        {
+            float dw = Fp16Format.ToSingle(*(ushort*)w);
+            float dmw = Fp16Format.ToSingle(*(ushort*)(w + 2));
+            for (int j = 0; j < 8; j++) KQuantMath.ScaleMinK4(j, w + 4, out sc[j], out mn[j]);
+            Vector256<short> dupMins = DuplicatedMins(mn);
+            Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0;
+            for (int g = 0; g < 4; g++)
+            {
+                Vector256<byte> bits = Avx.LoadVector256(w + 16 + 32 * g);
+                Vector256<byte> lo = Avx2.And(bits, m4);
+                Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
+                Vector256<short> scLo = Vector256.Create((short)sc[2 * g]), scHi = Vector256.Create((short)sc[2 * g + 1]);
+                nint o = 4 + 64 * g;
+                s0 = AddScaled(AddScaled(s0, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a0 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a0 + o + 32))), scHi);
+                s1 = AddScaled(AddScaled(s1, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a1 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a1 + o + 32))), scHi);
+                s2 = AddScaled(AddScaled(s2, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a2 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a2 + o + 32))), scHi);
+                s3 = AddScaled(AddScaled(s3, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a3 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a3 + o + 32))), scHi);
+            }
+            float da0 = *(float*)a0, da1 = *(float*)a1, da2 = *(float*)a2, da3 = *(float*)a3;
+            accM0 = Fma.MultiplyAdd(Vector128.Create(-da0 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a0 + 260))), accM0);
+            accM1 = Fma.MultiplyAdd(Vector128.Create(-da1 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a1 + 260))), accM1);
+            accM2 = Fma.MultiplyAdd(Vector128.Create(-da2 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a2 + 260))), accM2);
+            accM3 = Fma.MultiplyAdd(Vector128.Create(-da3 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a3 + 260))), accM3);
+            acc0 = Fma.MultiplyAdd(Vector256.Create(da0 * dw), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(Vector256.Create(da1 * dw), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(Vector256.Create(da2 * dw), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(Vector256.Create(da3 * dw), Avx.ConvertToVector256Single(s3), acc3);
+        }
+        y[0] = QuantDot.HorizontalSum(acc0) + ((accM0.GetElement(0) + accM0.GetElement(2)) + (accM0.GetElement(1) + accM0.GetElement(3)));
+        y[yStride] = QuantDot.HorizontalSum(acc1) + ((accM1.GetElement(0) + accM1.GetElement(2)) + (accM1.GetElement(1) + accM1.GetElement(3)));
+        y[2 * yStride] = QuantDot.HorizontalSum(acc2) + ((accM2.GetElement(0) + accM2.GetElement(2)) + (accM2.GetElement(1) + accM2.GetElement(3)));
+        y[3 * yStride] = QuantDot.HorizontalSum(acc3) + ((accM3.GetElement(0) + accM3.GetElement(2)) + (accM3.GetElement(1) + accM3.GetElement(3)));
+    }
+
+    /// <summary>
+    /// Eight outputs of <see cref="Q6Avx2"/> / <see cref="Q4Avx2"/> at once, as the *Rows4 kernels; for machines
+    /// with AVX-512 (the JIT then has 32 vector registers, so the eight accumulators stay in registers).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Q6Avx2Rows8(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
+    {
+        Vector256<byte> m4 = Vector256.Create((byte)0x0F), m3 = Vector256.Create((byte)3), c32 = Vector256.Create((byte)32);
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0, acc4 = acc0, acc5 = acc0, acc6 = acc0, acc7 = acc0;
+        byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride, a4 = a + 4 * aStride, a5 = a + 5 * aStride, a6 = a + 6 * aStride, a7 = a + 7 * aStride;
+        for (int i = 0; i < blocks; i++, w += Q6_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes, a4 += ABytes, a5 += ABytes, a6 += ABytes, a7 += ABytes)
+        {
+            float dw = Fp16Format.ToSingle(*(ushort*)(w + 208));
+            sbyte* sc = (sbyte*)(w + 192);
+            Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+            for (int h = 0; h < 2; h++)
+            {
+                Vector256<byte> ql0 = Avx.LoadVector256(w + 64 * h), ql1 = Avx.LoadVector256(w + 64 * h + 32);
+                Vector256<byte> qh = Avx.LoadVector256(w + 128 + 32 * h);
+                for (int t = 0; t < 4; t++)
+                {
+                    Vector256<byte> lowSrc = (t & 1) == 0 ? ql0 : ql1;
+                    Vector256<byte> low = t < 2 ? Avx2.And(lowSrc, m4) : Avx2.And(Avx2.ShiftRightLogical(lowSrc.AsUInt16(), 4).AsByte(), m4);
+                    Vector256<byte> high = Avx2.ShiftLeftLogical(Avx2.And(qh, m3).AsUInt16(), 4).AsByte();
+                    qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 2).AsByte();
+                    Vector256<byte> codes = Avx2.Or(low, high);
+                    int c = 4 * h + t;
+                    Vector256<short> scales = Vector256.Create(Vector128.Create((short)sc[2 * c]), Vector128.Create((short)sc[2 * c + 1]));
+                    nint o = 4 + 32 * c;
+                    s0 = Q6Lanes(s0, codes, c32, Avx.LoadVector256((sbyte*)(a0 + o)), scales);
+                    s1 = Q6Lanes(s1, codes, c32, Avx.LoadVector256((sbyte*)(a1 + o)), scales);
+                    s2 = Q6Lanes(s2, codes, c32, Avx.LoadVector256((sbyte*)(a2 + o)), scales);
+                    s3 = Q6Lanes(s3, codes, c32, Avx.LoadVector256((sbyte*)(a3 + o)), scales);
+                    s4 = Q6Lanes(s4, codes, c32, Avx.LoadVector256((sbyte*)(a4 + o)), scales);
+                    s5 = Q6Lanes(s5, codes, c32, Avx.LoadVector256((sbyte*)(a5 + o)), scales);
+                    s6 = Q6Lanes(s6, codes, c32, Avx.LoadVector256((sbyte*)(a6 + o)), scales);
+                    s7 = Q6Lanes(s7, codes, c32, Avx.LoadVector256((sbyte*)(a7 + o)), scales);
+                }
+            }
+            acc0 = Fma.MultiplyAdd(Vector256.Create(*(float*)a0 * dw), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(Vector256.Create(*(float*)a1 * dw), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(Vector256.Create(*(float*)a2 * dw), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(Vector256.Create(*(float*)a3 * dw), Avx.ConvertToVector256Single(s3), acc3);
+            acc4 = Fma.MultiplyAdd(Vector256.Create(*(float*)a4 * dw), Avx.ConvertToVector256Single(s4), acc4);
+            acc5 = Fma.MultiplyAdd(Vector256.Create(*(float*)a5 * dw), Avx.ConvertToVector256Single(s5), acc5);
+            acc6 = Fma.MultiplyAdd(Vector256.Create(*(float*)a6 * dw), Avx.ConvertToVector256Single(s6), acc6);
+            acc7 = Fma.MultiplyAdd(Vector256.Create(*(float*)a7 * dw), Avx.ConvertToVector256Single(s7), acc7);
+        }
+        y[0] = QuantDot.HorizontalSum(acc0);
+        y[yStride] = QuantDot.HorizontalSum(acc1);
+        y[2 * yStride] = QuantDot.HorizontalSum(acc2);
+        y[3 * yStride] = QuantDot.HorizontalSum(acc3);
+        y[4 * yStride] = QuantDot.HorizontalSum(acc4);
+        y[5 * yStride] = QuantDot.HorizontalSum(acc5);
+        y[6 * yStride] = QuantDot.HorizontalSum(acc6);
+        y[7 * yStride] = QuantDot.HorizontalSum(acc7);
+    }
+
+    /// <summary>Eight outputs of <see cref="Q4Avx2"/> at once (see <see cref="Q6Avx2Rows8"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Q4Avx2Rows8(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
+    {
+        Vector256<byte> m4 = Vector256.Create((byte)0x0F);
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0, acc4 = acc0, acc5 = acc0, acc6 = acc0, acc7 = acc0;
+        Vector128<float> accM0 = Vector128<float>.Zero, accM1 = accM0, accM2 = accM0, accM3 = accM0, accM4 = accM0, accM5 = accM0, accM6 = accM0, accM7 = accM0;
+        int* sc = stackalloc int[8];
+        int* mn = stackalloc int[8];
+        byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride, a4 = a + 4 * aStride, a5 = a + 5 * aStride, a6 = a + 6 * aStride, a7 = a + 7 * aStride;
+        for (int i = 0; i < blocks; i++, w += Q4_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes, a4 += ABytes, a5 += ABytes, a6 += ABytes, a7 += ABytes)
+        {
+            float dw = Fp16Format.ToSingle(*(ushort*)w);
+            float dmw = Fp16Format.ToSingle(*(ushort*)(w + 2));
+            for (int j = 0; j < 8; j++) KQuantMath.ScaleMinK4(j, w + 4, out sc[j], out mn[j]);
+            Vector256<short> dupMins = DuplicatedMins(mn);
+            Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+            for (int g = 0; g < 4; g++)
+            {
+                Vector256<byte> bits = Avx.LoadVector256(w + 16 + 32 * g);
+                Vector256<byte> lo = Avx2.And(bits, m4);
+                Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
+                Vector256<short> scLo = Vector256.Create((short)sc[2 * g]), scHi = Vector256.Create((short)sc[2 * g + 1]);
+                nint o = 4 + 64 * g;
+                s0 = AddScaled(AddScaled(s0, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a0 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a0 + o + 32))), scHi);
+                s1 = AddScaled(AddScaled(s1, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a1 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a1 + o + 32))), scHi);
+                s2 = AddScaled(AddScaled(s2, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a2 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a2 + o + 32))), scHi);
+                s3 = AddScaled(AddScaled(s3, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a3 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a3 + o + 32))), scHi);
+                s4 = AddScaled(AddScaled(s4, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a4 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a4 + o + 32))), scHi);
+                s5 = AddScaled(AddScaled(s5, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a5 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a5 + o + 32))), scHi);
+                s6 = AddScaled(AddScaled(s6, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a6 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a6 + o + 32))), scHi);
+                s7 = AddScaled(AddScaled(s7, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a7 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a7 + o + 32))), scHi);
+            }
+            float da0 = *(float*)a0, da1 = *(float*)a1, da2 = *(float*)a2, da3 = *(float*)a3, da4 = *(float*)a4, da5 = *(float*)a5, da6 = *(float*)a6, da7 = *(float*)a7;
+            accM0 = Fma.MultiplyAdd(Vector128.Create(-da0 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a0 + 260))), accM0);
+            accM1 = Fma.MultiplyAdd(Vector128.Create(-da1 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a1 + 260))), accM1);
+            accM2 = Fma.MultiplyAdd(Vector128.Create(-da2 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a2 + 260))), accM2);
+            accM3 = Fma.MultiplyAdd(Vector128.Create(-da3 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a3 + 260))), accM3);
+            accM4 = Fma.MultiplyAdd(Vector128.Create(-da4 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a4 + 260))), accM4);
+            accM5 = Fma.MultiplyAdd(Vector128.Create(-da5 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a5 + 260))), accM5);
+            accM6 = Fma.MultiplyAdd(Vector128.Create(-da6 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a6 + 260))), accM6);
+            accM7 = Fma.MultiplyAdd(Vector128.Create(-da7 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a7 + 260))), accM7);
+            acc0 = Fma.MultiplyAdd(Vector256.Create(da0 * dw), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(Vector256.Create(da1 * dw), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(Vector256.Create(da2 * dw), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(Vector256.Create(da3 * dw), Avx.ConvertToVector256Single(s3), acc3);
+            acc4 = Fma.MultiplyAdd(Vector256.Create(da4 * dw), Avx.ConvertToVector256Single(s4), acc4);
+            acc5 = Fma.MultiplyAdd(Vector256.Create(da5 * dw), Avx.ConvertToVector256Single(s5), acc5);
+            acc6 = Fma.MultiplyAdd(Vector256.Create(da6 * dw), Avx.ConvertToVector256Single(s6), acc6);
+            acc7 = Fma.MultiplyAdd(Vector256.Create(da7 * dw), Avx.ConvertToVector256Single(s7), acc7);
+        }
+        y[0] = QuantDot.HorizontalSum(acc0) + ((accM0.GetElement(0) + accM0.GetElement(2)) + (accM0.GetElement(1) + accM0.GetElement(3)));
+        y[yStride] = QuantDot.HorizontalSum(acc1) + ((accM1.GetElement(0) + accM1.GetElement(2)) + (accM1.GetElement(1) + accM1.GetElement(3)));
+        y[2 * yStride] = QuantDot.HorizontalSum(acc2) + ((accM2.GetElement(0) + accM2.GetElement(2)) + (accM2.GetElement(1) + accM2.GetElement(3)));
+        y[3 * yStride] = QuantDot.HorizontalSum(acc3) + ((accM3.GetElement(0) + accM3.GetElement(2)) + (accM3.GetElement(1) + accM3.GetElement(3)));
+        y[4 * yStride] = QuantDot.HorizontalSum(acc4) + ((accM4.GetElement(0) + accM4.GetElement(2)) + (accM4.GetElement(1) + accM4.GetElement(3)));
+        y[5 * yStride] = QuantDot.HorizontalSum(acc5) + ((accM5.GetElement(0) + accM5.GetElement(2)) + (accM5.GetElement(1) + accM5.GetElement(3)));
+        y[6 * yStride] = QuantDot.HorizontalSum(acc6) + ((accM6.GetElement(0) + accM6.GetElement(2)) + (accM6.GetElement(1) + accM6.GetElement(3)));
+        y[7 * yStride] = QuantDot.HorizontalSum(acc7) + ((accM7.GetElement(0) + accM7.GetElement(2)) + (accM7.GetElement(1) + accM7.GetElement(3)));
+    }
+
+    /// <summary>Four outputs of <see cref="Q5Avx2"/> at once (layout as <see cref="Q6Avx2Rows4"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Q5Avx2Rows4(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
+    {
+        Vector256<byte> m4 = Vector256.Create((byte)0x0F), one = Vector256.Create((byte)1);
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        float summs0 = 0, summs1 = 0, summs2 = 0, summs3 = 0;
+        int* sc = stackalloc int[8];
+        int* mn = stackalloc int[8];
+        byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
+        for (int i = 0; i < blocks; i++, w += Q5_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes)
+        {
+            float dw = Fp16Format.ToSingle(*(ushort*)w);
+            float dmw = Fp16Format.ToSingle(*(ushort*)(w + 2));
+            for (int j = 0; j < 8; j++) KQuantMath.ScaleMinK4(j, w + 4, out sc[j], out mn[j]);
+            Vector256<short> dupMins = DuplicatedMins(mn);
+            Vector256<byte> qh = Avx.LoadVector256(w + 16);
+            Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0;
+            for (int g = 0; g < 4; g++)
+            {
+                Vector256<byte> bits = Avx.LoadVector256(w + 48 + 32 * g);
+                Vector256<byte> lo = Avx2.Or(Avx2.And(bits, m4), Avx2.ShiftLeftLogical(Avx2.And(qh, one).AsUInt16(), 4).AsByte());
+                qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 1).AsByte();
+                Vector256<byte> hi = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4),
+                    Avx2.ShiftLeftLogical(Avx2.And(qh, one).AsUInt16(), 4).AsByte());
+                qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 1).AsByte();
+                Vector256<short> scLo = Vector256.Create((short)sc[2 * g]), scHi = Vector256.Create((short)sc[2 * g + 1]);
+                nint o = 4 + 64 * g;
+                s0 = AddScaled(AddScaled(s0, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a0 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a0 + o + 32))), scHi);
+                s1 = AddScaled(AddScaled(s1, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a1 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a1 + o + 32))), scHi);
+                s2 = AddScaled(AddScaled(s2, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a2 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a2 + o + 32))), scHi);
+                s3 = AddScaled(AddScaled(s3, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a3 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a3 + o + 32))), scHi);
+            }
+            float da0 = *(float*)a0, da1 = *(float*)a1, da2 = *(float*)a2, da3 = *(float*)a3;
+            summs0 = MathF.FusedMultiplyAdd(-da0 * dmw, MinSumAvx2(dupMins, (short*)(a0 + 260)), summs0);
+            summs1 = MathF.FusedMultiplyAdd(-da1 * dmw, MinSumAvx2(dupMins, (short*)(a1 + 260)), summs1);
+            summs2 = MathF.FusedMultiplyAdd(-da2 * dmw, MinSumAvx2(dupMins, (short*)(a2 + 260)), summs2);
+            summs3 = MathF.FusedMultiplyAdd(-da3 * dmw, MinSumAvx2(dupMins, (short*)(a3 + 260)), summs3);
+            acc0 = Fma.MultiplyAdd(Vector256.Create(da0 * dw), Avx.ConvertToVector256Single(s0), acc0);
+            acc1 = Fma.MultiplyAdd(Vector256.Create(da1 * dw), Avx.ConvertToVector256Single(s1), acc1);
+            acc2 = Fma.MultiplyAdd(Vector256.Create(da2 * dw), Avx.ConvertToVector256Single(s2), acc2);
+            acc3 = Fma.MultiplyAdd(Vector256.Create(da3 * dw), Avx.ConvertToVector256Single(s3), acc3);
+        }
+        y[0] = QuantDot.HorizontalSum(acc0) + summs0;
+        y[yStride] = QuantDot.HorizontalSum(acc1) + summs1;
+        y[2 * yStride] = QuantDot.HorizontalSum(acc2) + summs2;
+        y[3 * yStride] = QuantDot.HorizontalSum(acc3) + summs3;
+    }
+
+    /// <summary>The eight mins as sixteen shorts, each twice (one per bsum of its sub-block).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> DuplicatedMins(int* mn) => Vector256.Create(
+        (short)mn[0], (short)mn[0], (short)mn[1], (short)mn[1], (short)mn[2], (short)mn[2], (short)mn[3], (short)mn[3],
+        (short)mn[4], (short)mn[4], (short)mn[5], (short)mn[5], (short)mn[6], (short)mn[6], (short)mn[7], (short)mn[7]);
+
+    /// <summary><see cref="MinLanes"/> with vpmaddwd (lane j = min_j·S_j) and vphaddd (lanes 2l + 2l+1): the same integers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> MinLanesAvx2(Vector256<short> dupMins, short* bsums)
+    {
+        Vector256<int> p = Avx2.MultiplyAddAdjacent(Avx.LoadVector256(bsums), dupMins);
+        return Ssse3.HorizontalAdd(p.GetLower(), p.GetUpper());
+    }
+
+    /// <summary><see cref="MinSum"/> from <see cref="MinLanesAvx2"/>: the same integer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int MinSumAvx2(Vector256<short> dupMins, short* bsums)
+    {
+        Vector128<int> l = MinLanesAvx2(dupMins, bsums);
+        l = Sse2.Add(l, Sse2.Shuffle(l, 0b01_00_11_10));
+        return Sse2.ConvertToInt32(Sse2.Add(l, Sse2.Shuffle(l, 0b10_11_00_01)));
+    }
+
     /// <summary>Four int lanes: lane l = min_{2l}·S_{2l} + min_{2l+1}·S_{2l+1}, S_j the activation sum of sub-block j (two bsums).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<int> MinLanes(int* mins, short* bsums)

@@ -165,6 +165,8 @@ public sealed unsafe class MatMul : IDisposable
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
         batchTile = batchTile >= 3 ? batchTile / 3 * 3 : Math.Max(1, batchTile & ~1); // whole 4×3 / 2×2 tiles
+        if (t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && batch > 1) // whole 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4)
+            batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
         if (t == GgmlType.Q4_0 && batch > 1) // whole 8×8 tiles (Q4BatchDot)
         {
             int width = Q4BatchDot.TileColumns;
@@ -484,6 +486,11 @@ public sealed unsafe class MatMul : IDisposable
             // Decode reads each weight row once, straight from memory: fetch a row two rows ahead
             // while this one is computed (the hardware prefetcher stops at every 4 KiB page).
             bool prefetch = Batch == 1;
+            // Q4_K/Q5_K/Q6_K with several activation rows: each weight super-block is unpacked once
+            // for eight or four activation rows (same bits as the single-row kernel for every output).
+            bool rows4 = Batch >= 4 && CpuFeatures.Avx2Fma && t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+            // With AVX-512 the JIT has 32 vector registers: 1 × 8 tiles (Q4_K, Q6_K) keep all accumulators in registers.
+            bool rows8 = rows4 && System.Runtime.Intrinsics.X86.Avx512BW.VL.IsSupported && t is GgmlType.Q4_K or GgmlType.Q6_K;
             for (int b0 = 0; b0 < Batch; b0 += BatchTile)
             {
                 int b1 = Math.Min(Batch, b0 + BatchTile);
@@ -491,7 +498,27 @@ public sealed unsafe class MatMul : IDisposable
                 {
                     byte* wr = w + r * wStride;
                     if (prefetch) PrefetchRow(wr + 2 * wStride, wStride);
-                    for (int b = b0; b < b1; b++)
+                    int bStart = b0;
+                    if (rows4)
+                    {
+                        if (rows8)
+                            for (; bStart + 8 <= b1; bStart += 8)
+                            {
+                                byte* ab = a + bStart * aStride;
+                                float* yb = y + bStart * rows + r;
+                                if (t == GgmlType.Q4_K) KQuantDot.Q4Avx2Rows8(wr, ab, aStride, blocks, yb, rows);
+                                else KQuantDot.Q6Avx2Rows8(wr, ab, aStride, blocks, yb, rows);
+                            }
+                        for (; bStart + 4 <= b1; bStart += 4)
+                        {
+                            byte* ab = a + bStart * aStride;
+                            float* yb = y + bStart * rows + r;
+                            if (t == GgmlType.Q4_K) KQuantDot.Q4Avx2Rows4(wr, ab, aStride, blocks, yb, rows);
+                            else if (t == GgmlType.Q6_K) KQuantDot.Q6Avx2Rows4(wr, ab, aStride, blocks, yb, rows);
+                            else KQuantDot.Q5Avx2Rows4(wr, ab, aStride, blocks, yb, rows);
+                        }
+                    }
+                    for (int b = bStart; b < b1; b++)
                     {
                         byte* ab = a + b * aStride;
                         y[b * rows + r] = t switch
