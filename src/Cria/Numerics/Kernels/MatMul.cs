@@ -377,6 +377,9 @@ public sealed unsafe class MatMul : IDisposable
             }
         }
 
+        /// <summary>Batches up to this size are weight-bound and get software prefetching in the tile loops.</summary>
+        private const int SmallBatch = 16;
+
         private void Quantized<TW>(int r0, int r1) where TW : struct, IQ8Weights
         {
             int blocks = Weights.Cols / Q8_0Format.BlockSize;
@@ -403,9 +406,13 @@ public sealed unsafe class MatMul : IDisposable
                 int b1 = Math.Min(Batch, b0 + BatchTile);
                 int r = r0;
                 // 4×3 register tiles; leftover activation rows of a 4-row group go to 2×2 / 4×1.
+                // A few activation rows (decoding several sequences at once) leave the product bound by
+                // reading the weights, as in decode: fetch the next 4-row group ahead of the tiles.
+                bool prefetch = Batch <= SmallBatch;
                 for (; r + 4 <= r1; r += 4)
                 {
                     byte* wr = w + r * wStride;
+                    if (prefetch) PrefetchRow(wr + 4 * wStride, 4 * wStride);
                     int b = b0;
                     for (; b + 3 <= b1; b += 3)
                         QuantDot.Tile4x3Avx2<TW>(wr, wStride, a + b * aStride, aStride, blocks, y + b * rows + r, rows);
