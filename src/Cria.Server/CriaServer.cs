@@ -285,7 +285,7 @@ public sealed class CriaServer : IAsyncDisposable
         foreach (int id in ids)
         {
             if (withPieces)
-                tokens.Add(new JsonObject { ["id"] = id, ["piece"] = Encoding.UTF8.GetString(_model.Tokenizer.TokenToPiece(id)) });
+                tokens.Add(new JsonObject { ["id"] = id, ["piece"] = Piece(id) });
             else
                 tokens.Add(id);
         }
@@ -381,7 +381,7 @@ public sealed class CriaServer : IAsyncDisposable
                 var result = new float[inputs.Count][];
                 try
                 {
-                    for (int i = 0; i < inputs.Count; i++) result[i] = Embedding.MeanPooledNormalized(slot.Session.Context, inputs[i]);
+                    for (int i = 0; i < inputs.Count; i++) result[i] = SentenceEmbedding.MeanPooledNormalized(slot.Session.Context, inputs[i]);
                 }
                 finally
                 {

@@ -69,7 +69,7 @@ public sealed class TokenGenerator
     /// <summary>The token sampled by the last step (-1 when that step sampled none); it is part of the output.</summary>
     public int NewToken { get; private set; } = -1;
     /// <summary>The token the next decode step feeds back (valid in <see cref="GenerationPhase.Decode"/>).</summary>
-    public int PendingToken { get; private set; } = -1;
+    public int PendingToken => Phase == GenerationPhase.Decode ? _pending[0] : -1;
     /// <summary>Counts and timings so far; final once <see cref="IsFinished"/>.</summary>
     public GenerationStats Stats { get; private set; }
 
@@ -101,17 +101,17 @@ public sealed class TokenGenerator
     public void Decode()
     {
         RequirePhase(GenerationPhase.Decode);
-        _session.Context.Evaluate(_pendingBox);
+        _session.Context.Evaluate(_pending);
         Decoded();
     }
 
-    private readonly int[] _pendingBox = new int[1];
+    private readonly int[] _pending = new int[1]; // the pending token, as the one-token span Decode evaluates
 
     /// <summary>Called once the context has evaluated <see cref="PendingToken"/> (alone or in a batch).</summary>
     internal void Decoded()
     {
-        _session.CachedTokens.Add(PendingToken);
-        PendingToken = -1;
+        RequirePhase(GenerationPhase.Decode);
+        _session.CachedTokens.Add(_pending[0]);
         SampleNext();
     }
 
@@ -127,7 +127,6 @@ public sealed class TokenGenerator
         _generationClock.Stop();
         _promptClock.Stop();
         Phase = GenerationPhase.Finished;
-        PendingToken = -1;
         Stats = Stats with
         {
             PromptTime = _promptClock.Elapsed,
@@ -153,7 +152,7 @@ public sealed class TokenGenerator
         NewToken = token;
         if (_options.MaxTokens >= 0 && _generated >= _options.MaxTokens) { Finish(StopReason.MaxTokens); return; }
         if (context.Position >= context.ContextSize) { Finish(StopReason.ContextFull); return; }
-        PendingToken = _pendingBox[0] = token;
+        _pending[0] = token;
         Phase = GenerationPhase.Decode;
     }
 }

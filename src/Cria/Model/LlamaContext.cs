@@ -157,9 +157,9 @@ public sealed unsafe class LlamaContext : IDisposable
         int V = lead._c.VocabularySize;
         for (int i = 0; i < sequences.Length; i++)
         {
-            var s = sequences[i];
-            if (s != lead || i != 0) Array.Copy(lead._logits, (long)i * V, s._logits, 0, V);
-            s._lastLogitsRow = 0;
+            // Row 0 is already the lead's own; every other row goes to its sequence (distinct contexts).
+            if (i > 0) Array.Copy(lead._logits, (long)i * V, sequences[i]._logits, 0, V);
+            sequences[i]._lastLogitsRow = 0;
         }
         Array.Clear(lead._rowCaches, 0, sequences.Length);
     }

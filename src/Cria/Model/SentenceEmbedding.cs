@@ -1,12 +1,15 @@
-using Cria.Model;
+namespace Cria.Model;
 
-namespace Cria.Server;
-
-/// <summary>Sentence embeddings from a causal Llama: mean of the final hidden states, scaled to unit length.</summary>
-internal static class Embedding
+/// <summary>
+/// Sentence embeddings from a causal Llama: the mean of the final (normed) hidden states over the
+/// tokens, scaled to unit length — llama.cpp's mean pooling followed by L2 normalisation.
+/// </summary>
+public static class SentenceEmbedding
 {
-    public static float[] MeanPooledNormalized(LlamaContext context, int[] tokens)
+    /// <summary>Embeds <paramref name="tokens"/> from an empty cache (the context's cache is overwritten).</summary>
+    public static float[] MeanPooledNormalized(LlamaContext context, ReadOnlySpan<int> tokens)
     {
+        ArgumentNullException.ThrowIfNull(context);
         float[] hidden = context.EmbedAll(tokens);
         int d = context.Model.Config.EmbeddingLength;
         var mean = new double[d];
