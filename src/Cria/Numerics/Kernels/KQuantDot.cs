@@ -136,7 +136,7 @@ public static unsafe class KQuantDot
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q6Avx2(byte* w, byte* a, int blocks)
     {
-        Vector256<byte> m4 = Vector256.Create((byte)0x0F), m3 = Vector256.Create((byte)3), c32 = Vector256.Create((byte)32);
+        Vector256<byte> c32 = Vector256.Create((byte)32);
         Vector256<float> acc = Vector256<float>.Zero;
         for (int i = 0; i < blocks; i++, w += Q6_KFormat.BlockBytes, a += ABytes)
         {
@@ -150,16 +150,10 @@ public static unsafe class KQuantDot
                 Vector256<byte> qh = Avx.LoadVector256(w + 128 + 32 * h);
                 for (int t = 0; t < 4; t++)
                 {
-                    Vector256<byte> lowSrc = (t & 1) == 0 ? ql0 : ql1;
-                    Vector256<byte> low = t < 2 ? Avx2.And(lowSrc, m4) : Avx2.And(Avx2.ShiftRightLogical(lowSrc.AsUInt16(), 4).AsByte(), m4);
-                    Vector256<byte> high = Avx2.ShiftLeftLogical(Avx2.And(qh, m3).AsUInt16(), 4).AsByte();
-                    qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 2).AsByte(); // next two high bits into bits 0-1
-                    Vector256<byte> codes = Avx2.Or(low, high);
+                    Vector256<byte> codes = Q6Codes(ql0, ql1, ref qh, t);
                     int c = 4 * h + t;
-                    Vector256<sbyte> av = Avx.LoadVector256(q8 + 32 * c);
-                    Vector256<short> p16 = Avx2.Subtract(Avx2.MultiplyAddAdjacent(codes, av), Avx2.MultiplyAddAdjacent(c32, av));
                     Vector256<short> scales = Vector256.Create(Vector128.Create((short)sc[2 * c]), Vector128.Create((short)sc[2 * c + 1]));
-                    sumi = Avx2.Add(sumi, Avx2.MultiplyAddAdjacent(p16, scales));
+                    sumi = Q6Lanes(sumi, codes, c32, Avx.LoadVector256(q8 + 32 * c), scales);
                 }
             }
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
@@ -245,7 +239,7 @@ public static unsafe class KQuantDot
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Q6Avx2Rows4(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
     {
-        Vector256<byte> m4 = Vector256.Create((byte)0x0F), m3 = Vector256.Create((byte)3), c32 = Vector256.Create((byte)32);
+        Vector256<byte> c32 = Vector256.Create((byte)32);
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
         for (int i = 0; i < blocks; i++, w += Q6_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes)
@@ -259,11 +253,7 @@ public static unsafe class KQuantDot
                 Vector256<byte> qh = Avx.LoadVector256(w + 128 + 32 * h);
                 for (int t = 0; t < 4; t++)
                 {
-                    Vector256<byte> lowSrc = (t & 1) == 0 ? ql0 : ql1;
-                    Vector256<byte> low = t < 2 ? Avx2.And(lowSrc, m4) : Avx2.And(Avx2.ShiftRightLogical(lowSrc.AsUInt16(), 4).AsByte(), m4);
-                    Vector256<byte> high = Avx2.ShiftLeftLogical(Avx2.And(qh, m3).AsUInt16(), 4).AsByte();
-                    qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 2).AsByte();
-                    Vector256<byte> codes = Avx2.Or(low, high);
+                    Vector256<byte> codes = Q6Codes(ql0, ql1, ref qh, t);
                     int c = 4 * h + t;
                     Vector256<short> scales = Vector256.Create(Vector128.Create((short)sc[2 * c]), Vector128.Create((short)sc[2 * c + 1]));
                     nint o = 4 + 32 * c;
@@ -283,6 +273,26 @@ public static unsafe class KQuantDot
         y[2 * yStride] = QuantDot.HorizontalSum(acc2);
         y[3 * yStride] = QuantDot.HorizontalSum(acc3);
     }
+
+    /// <summary>
+    /// The 32 six-bit codes of chunk <paramref name="t"/> (0..3) of a Q6_K half-block: low nibbles from
+    /// ql0/ql1, two high bits from <paramref name="qh"/>, which is shifted on for the next chunk.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Q6Codes(Vector256<byte> ql0, Vector256<byte> ql1, ref Vector256<byte> qh, int t)
+    {
+        Vector256<byte> m4 = Vector256.Create((byte)0x0F);
+        Vector256<byte> lowSrc = (t & 1) == 0 ? ql0 : ql1;
+        Vector256<byte> low = t < 2 ? Avx2.And(lowSrc, m4) : Avx2.And(Avx2.ShiftRightLogical(lowSrc.AsUInt16(), 4).AsByte(), m4);
+        Vector256<byte> high = Avx2.ShiftLeftLogical(Avx2.And(qh, Vector256.Create((byte)3)).AsUInt16(), 4).AsByte();
+        qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 2).AsByte(); // next two high bits into bits 0-1
+        return Avx2.Or(low, high);
+    }
+
+    /// <summary>A Q4_K/Q5_K output: the lane sum of the scaled products plus the four min-term lanes, in the single-row kernel's order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float WithMins(Vector256<float> acc, Vector128<float> accM) =>
+        QuantDot.HorizontalSum(acc) + ((accM.GetElement(0) + accM.GetElement(2)) + (accM.GetElement(1) + accM.GetElement(3)));
 
     /// <summary>sumi + Q6_K's per-chunk lanes scale · (codes·a − 32·a), the integers of <see cref="Q6Avx2"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -336,10 +346,10 @@ public static unsafe class KQuantDot
             acc2 = Fma.MultiplyAdd(Vector256.Create(da2 * dw), Avx.ConvertToVector256Single(s2), acc2);
             acc3 = Fma.MultiplyAdd(Vector256.Create(da3 * dw), Avx.ConvertToVector256Single(s3), acc3);
         }
-        y[0] = QuantDot.HorizontalSum(acc0) + ((accM0.GetElement(0) + accM0.GetElement(2)) + (accM0.GetElement(1) + accM0.GetElement(3)));
-        y[yStride] = QuantDot.HorizontalSum(acc1) + ((accM1.GetElement(0) + accM1.GetElement(2)) + (accM1.GetElement(1) + accM1.GetElement(3)));
-        y[2 * yStride] = QuantDot.HorizontalSum(acc2) + ((accM2.GetElement(0) + accM2.GetElement(2)) + (accM2.GetElement(1) + accM2.GetElement(3)));
-        y[3 * yStride] = QuantDot.HorizontalSum(acc3) + ((accM3.GetElement(0) + accM3.GetElement(2)) + (accM3.GetElement(1) + accM3.GetElement(3)));
+        y[0] = WithMins(acc0, accM0);
+        y[yStride] = WithMins(acc1, accM1);
+        y[2 * yStride] = WithMins(acc2, accM2);
+        y[3 * yStride] = WithMins(acc3, accM3);
     }
 
     /// <summary>
@@ -349,7 +359,7 @@ public static unsafe class KQuantDot
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Q6Avx2Rows8(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
     {
-        Vector256<byte> m4 = Vector256.Create((byte)0x0F), m3 = Vector256.Create((byte)3), c32 = Vector256.Create((byte)32);
+        Vector256<byte> c32 = Vector256.Create((byte)32);
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0, acc4 = acc0, acc5 = acc0, acc6 = acc0, acc7 = acc0;
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride, a4 = a + 4 * aStride, a5 = a + 5 * aStride, a6 = a + 6 * aStride, a7 = a + 7 * aStride;
         for (int i = 0; i < blocks; i++, w += Q6_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes, a4 += ABytes, a5 += ABytes, a6 += ABytes, a7 += ABytes)
@@ -363,11 +373,7 @@ public static unsafe class KQuantDot
                 Vector256<byte> qh = Avx.LoadVector256(w + 128 + 32 * h);
                 for (int t = 0; t < 4; t++)
                 {
-                    Vector256<byte> lowSrc = (t & 1) == 0 ? ql0 : ql1;
-                    Vector256<byte> low = t < 2 ? Avx2.And(lowSrc, m4) : Avx2.And(Avx2.ShiftRightLogical(lowSrc.AsUInt16(), 4).AsByte(), m4);
-                    Vector256<byte> high = Avx2.ShiftLeftLogical(Avx2.And(qh, m3).AsUInt16(), 4).AsByte();
-                    qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 2).AsByte();
-                    Vector256<byte> codes = Avx2.Or(low, high);
+                    Vector256<byte> codes = Q6Codes(ql0, ql1, ref qh, t);
                     int c = 4 * h + t;
                     Vector256<short> scales = Vector256.Create(Vector128.Create((short)sc[2 * c]), Vector128.Create((short)sc[2 * c + 1]));
                     nint o = 4 + 32 * c;
@@ -451,14 +457,14 @@ public static unsafe class KQuantDot
             acc6 = Fma.MultiplyAdd(Vector256.Create(da6 * dw), Avx.ConvertToVector256Single(s6), acc6);
             acc7 = Fma.MultiplyAdd(Vector256.Create(da7 * dw), Avx.ConvertToVector256Single(s7), acc7);
         }
-        y[0] = QuantDot.HorizontalSum(acc0) + ((accM0.GetElement(0) + accM0.GetElement(2)) + (accM0.GetElement(1) + accM0.GetElement(3)));
-        y[yStride] = QuantDot.HorizontalSum(acc1) + ((accM1.GetElement(0) + accM1.GetElement(2)) + (accM1.GetElement(1) + accM1.GetElement(3)));
-        y[2 * yStride] = QuantDot.HorizontalSum(acc2) + ((accM2.GetElement(0) + accM2.GetElement(2)) + (accM2.GetElement(1) + accM2.GetElement(3)));
-        y[3 * yStride] = QuantDot.HorizontalSum(acc3) + ((accM3.GetElement(0) + accM3.GetElement(2)) + (accM3.GetElement(1) + accM3.GetElement(3)));
-        y[4 * yStride] = QuantDot.HorizontalSum(acc4) + ((accM4.GetElement(0) + accM4.GetElement(2)) + (accM4.GetElement(1) + accM4.GetElement(3)));
-        y[5 * yStride] = QuantDot.HorizontalSum(acc5) + ((accM5.GetElement(0) + accM5.GetElement(2)) + (accM5.GetElement(1) + accM5.GetElement(3)));
-        y[6 * yStride] = QuantDot.HorizontalSum(acc6) + ((accM6.GetElement(0) + accM6.GetElement(2)) + (accM6.GetElement(1) + accM6.GetElement(3)));
-        y[7 * yStride] = QuantDot.HorizontalSum(acc7) + ((accM7.GetElement(0) + accM7.GetElement(2)) + (accM7.GetElement(1) + accM7.GetElement(3)));
+        y[0] = WithMins(acc0, accM0);
+        y[yStride] = WithMins(acc1, accM1);
+        y[2 * yStride] = WithMins(acc2, accM2);
+        y[3 * yStride] = WithMins(acc3, accM3);
+        y[4 * yStride] = WithMins(acc4, accM4);
+        y[5 * yStride] = WithMins(acc5, accM5);
+        y[6 * yStride] = WithMins(acc6, accM6);
+        y[7 * yStride] = WithMins(acc7, accM7);
     }
 
     /// <summary>Four outputs of <see cref="Q5Avx2"/> at once (layout as <see cref="Q6Avx2Rows4"/>).</summary>
