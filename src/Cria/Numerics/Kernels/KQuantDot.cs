@@ -152,7 +152,7 @@ public static unsafe class KQuantDot
                 {
                     Vector256<byte> codes = Q6Codes(ql0, ql1, ref qh, t);
                     int c = 4 * h + t;
-                    Vector256<short> scales = Vector256.Create(Vector128.Create((short)sc[2 * c]), Vector128.Create((short)sc[2 * c + 1]));
+                    Vector256<short> scales = Q6Scales(sc, c);
                     sumi = Q6Lanes(sumi, codes, c32, Avx.LoadVector256(q8 + 32 * c), scales);
                 }
             }
@@ -167,15 +167,13 @@ public static unsafe class KQuantDot
         Vector256<byte> m4 = Vector256.Create((byte)0x0F);
         Vector256<float> acc = Vector256<float>.Zero;
         Vector128<float> accM = Vector128<float>.Zero;
-        int* sc = stackalloc int[8];
-        int* mn = stackalloc int[8];
         for (int i = 0; i < blocks; i++, w += Q4_KFormat.BlockBytes, a += ABytes)
         {
             float da = *(float*)a;
             float d = da * Fp16Format.ToSingle(*(ushort*)w);
             float dmin = -da * Fp16Format.ToSingle(*(ushort*)(w + 2));
-            for (int j = 0; j < 8; j++) KQuantMath.ScaleMinK4(j, w + 4, out sc[j], out mn[j]);
-            accM = Fma.MultiplyAdd(Vector128.Create(dmin), Sse2.ConvertToVector128Single(MinLanes(mn, (short*)(a + 260))), accM);
+            Vector128<short> mins = ScalesMinsK4(w + 4, out Vector256<byte> scales);
+            accM = Fma.MultiplyAdd(Vector128.Create(dmin), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a + 260))), accM);
             sbyte* q8 = (sbyte*)(a + 4);
             Vector256<int> sumi = Vector256<int>.Zero;
             for (int g = 0; g < 4; g++)
@@ -183,14 +181,42 @@ public static unsafe class KQuantDot
                 Vector256<byte> bits = Avx.LoadVector256(w + 16 + 32 * g);
                 Vector256<byte> lo = Avx2.And(bits, m4);
                 Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
-                sumi = Avx2.Add(sumi, Avx2.Add(
-                    ScaledLanes(lo, Avx.LoadVector256(q8 + 64 * g), Vector256.Create((short)sc[2 * g])),
-                    ScaledLanes(hi, Avx.LoadVector256(q8 + 64 * g + 32), Vector256.Create((short)sc[2 * g + 1]))));
+                sumi = AddScaled(sumi, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256(q8 + 64 * g)), ScaleOf(scales, 2 * g));
+                sumi = AddScaled(sumi, Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256(q8 + 64 * g + 32)), ScaleOf(scales, 2 * g + 1));
             }
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
         return QuantDot.HorizontalSum(acc) + ((accM.GetElement(0) + accM.GetElement(2)) + (accM.GetElement(1) + accM.GetElement(3)));
     }
+
+    /// <summary>
+    /// The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (the 12 bytes at <paramref name="q"/>), unpacked
+    /// with four 32-bit mask-and-shift steps instead of eight scalar decodes (the values of <see cref="KQuantMath.ScaleMinK4"/>):
+    /// returns the mins as eight shorts; <paramref name="scales"/> gets the scales as eight shorts, in both 128-bit halves.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<short> ScalesMinsK4(byte* q, out Vector256<byte> scales)
+    {
+        uint u0 = *(uint*)q, u1 = *(uint*)(q + 4), u2 = *(uint*)(q + 8);
+        uint scLow = u0 & 0x3F3F3F3F;                                              // scales 0..3
+        uint scHigh = (u2 & 0x0F0F0F0F) | (((u0 >> 6) & 0x03030303) << 4);       // scales 4..7
+        uint mnLow = u1 & 0x3F3F3F3F;                                              // mins 0..3
+        uint mnHigh = ((u2 >> 4) & 0x0F0F0F0F) | (((u1 >> 6) & 0x03030303) << 4); // mins 4..7
+        Vector256<short> both = Avx2.ConvertToVector256Int16(Vector128.Create(scLow, scHigh, mnLow, mnHigh).AsByte());
+        Vector128<byte> sc = both.GetLower().AsByte();
+        scales = Vector256.Create(sc, sc);
+        return both.GetUpper();
+    }
+
+    /// <summary>Scale <paramref name="k"/> (0..7) of <see cref="ScalesMinsK4"/>'s scales, broadcast to sixteen shorts.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> ScaleOf(Vector256<byte> scales, int k) =>
+        Avx2.Shuffle(scales, Vector256.Create((ushort)(0x0100 + 0x0202 * k)).AsByte()).AsInt16();
+
+    /// <summary>Four int lanes from eight mins (shorts): lane l = min_{2l}·S_{2l} + min_{2l+1}·S_{2l+1}, S_j = the two bsums of sub-block j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> MinLanes(Vector128<short> mins, short* bsums) =>
+        Sse2.MultiplyAddAdjacent(Ssse3.HorizontalAdd(Sse2.LoadVector128(bsums), Sse2.LoadVector128(bsums + 8)), mins);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Q5Avx2(byte* w, byte* a, int blocks)
@@ -198,15 +224,13 @@ public static unsafe class KQuantDot
         Vector256<byte> m4 = Vector256.Create((byte)0x0F), one = Vector256.Create((byte)1);
         Vector256<float> acc = Vector256<float>.Zero;
         float summs = 0;
-        int* sc = stackalloc int[8];
-        int* mn = stackalloc int[8];
         for (int i = 0; i < blocks; i++, w += Q5_KFormat.BlockBytes, a += ABytes)
         {
             float da = *(float*)a;
             float d = da * Fp16Format.ToSingle(*(ushort*)w);
             float dmin = -da * Fp16Format.ToSingle(*(ushort*)(w + 2));
-            for (int j = 0; j < 8; j++) KQuantMath.ScaleMinK4(j, w + 4, out sc[j], out mn[j]);
-            summs = MathF.FusedMultiplyAdd(dmin, MinSum(mn, (short*)(a + 260)), summs);
+            Vector128<short> mins = ScalesMinsK4(w + 4, out Vector256<byte> scales);
+            summs = MathF.FusedMultiplyAdd(dmin, MinSum(mins, (short*)(a + 260)), summs);
             sbyte* q8 = (sbyte*)(a + 4);
             Vector256<byte> qh = Avx.LoadVector256(w + 16);
             Vector256<int> sumi = Vector256<int>.Zero;
@@ -220,8 +244,8 @@ public static unsafe class KQuantDot
                     Avx2.ShiftLeftLogical(Avx2.And(qh, one).AsUInt16(), 4).AsByte());
                 qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 1).AsByte();
                 sumi = Avx2.Add(sumi, Avx2.Add(
-                    ScaledLanes(lo, Avx.LoadVector256(q8 + 64 * g), Vector256.Create((short)sc[2 * g])),
-                    ScaledLanes(hi, Avx.LoadVector256(q8 + 64 * g + 32), Vector256.Create((short)sc[2 * g + 1]))));
+                    ScaledLanes(lo, Avx.LoadVector256(q8 + 64 * g), ScaleOf(scales, 2 * g)),
+                    ScaledLanes(hi, Avx.LoadVector256(q8 + 64 * g + 32), ScaleOf(scales, 2 * g + 1))));
             }
             acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
         }
@@ -255,7 +279,7 @@ public static unsafe class KQuantDot
                 {
                     Vector256<byte> codes = Q6Codes(ql0, ql1, ref qh, t);
                     int c = 4 * h + t;
-                    Vector256<short> scales = Vector256.Create(Vector128.Create((short)sc[2 * c]), Vector128.Create((short)sc[2 * c + 1]));
+                    Vector256<short> scales = Q6Scales(sc, c);
                     nint o = 4 + 32 * c;
                     s0 = Q6Lanes(s0, codes, c32, Avx.LoadVector256((sbyte*)(a0 + o)), scales);
                     s1 = Q6Lanes(s1, codes, c32, Avx.LoadVector256((sbyte*)(a1 + o)), scales);
@@ -289,6 +313,25 @@ public static unsafe class KQuantDot
         return Avx2.Or(low, high);
     }
 
+    /// <summary>
+    /// The two 8-bit scales of Q6_K chunk <paramref name="c"/> (sixteen elements each), sign-extended: eight shorts
+    /// of scale 2c then eight of scale 2c+1 (one byte shuffle of the block's sixteen scales and one widening).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> Q6Scales(sbyte* sc, int c) =>
+        Avx2.ConvertToVector256Int16(Ssse3.Shuffle(Sse2.LoadVector128(sc), Sse2.LoadVector128(Q6ScaleMasks + 16 * c)));
+
+    /// <summary>Byte-shuffle masks for <see cref="Q6Scales"/>: mask c selects byte 2c eight times, then byte 2c+1 eight times.</summary>
+    private static readonly sbyte* Q6ScaleMasks = BuildQ6ScaleMasks();
+
+    private static sbyte* BuildQ6ScaleMasks()
+    {
+        var m = (sbyte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(128, 64); // lives as long as the process
+        for (int c = 0; c < 8; c++)
+            for (int k = 0; k < 16; k++) m[16 * c + k] = (sbyte)(2 * c + k / 8);
+        return m;
+    }
+
     /// <summary>A Q4_K/Q5_K output: the lane sum of the scaled products plus the four min-term lanes, in the single-row kernel's order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float WithMins(Vector256<float> acc, Vector128<float> accM) =>
@@ -314,22 +357,19 @@ public static unsafe class KQuantDot
         Vector256<byte> m4 = Vector256.Create((byte)0x0F);
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
         Vector128<float> accM0 = Vector128<float>.Zero, accM1 = accM0, accM2 = accM0, accM3 = accM0;
-        int* sc = stackalloc int[8];
-        int* mn = stackalloc int[8];
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
         for (int i = 0; i < blocks; i++, w += Q4_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes)
         {
             float dw = Fp16Format.ToSingle(*(ushort*)w);
             float dmw = Fp16Format.ToSingle(*(ushort*)(w + 2));
-            for (int j = 0; j < 8; j++) KQuantMath.ScaleMinK4(j, w + 4, out sc[j], out mn[j]);
-            Vector256<short> dupMins = DuplicatedMins(mn);
+            Vector128<short> mins = ScalesMinsK4(w + 4, out Vector256<byte> scales);
             Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0;
             for (int g = 0; g < 4; g++)
             {
                 Vector256<byte> bits = Avx.LoadVector256(w + 16 + 32 * g);
                 Vector256<byte> lo = Avx2.And(bits, m4);
                 Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
-                Vector256<short> scLo = Vector256.Create((short)sc[2 * g]), scHi = Vector256.Create((short)sc[2 * g + 1]);
+                Vector256<short> scLo = ScaleOf(scales, 2 * g), scHi = ScaleOf(scales, 2 * g + 1);
                 nint o = 4 + 64 * g;
                 s0 = AddScaled(AddScaled(s0, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a0 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a0 + o + 32))), scHi);
                 s1 = AddScaled(AddScaled(s1, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a1 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a1 + o + 32))), scHi);
@@ -337,10 +377,10 @@ public static unsafe class KQuantDot
                 s3 = AddScaled(AddScaled(s3, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a3 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a3 + o + 32))), scHi);
             }
             float da0 = *(float*)a0, da1 = *(float*)a1, da2 = *(float*)a2, da3 = *(float*)a3;
-            accM0 = Fma.MultiplyAdd(Vector128.Create(-da0 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a0 + 260))), accM0);
-            accM1 = Fma.MultiplyAdd(Vector128.Create(-da1 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a1 + 260))), accM1);
-            accM2 = Fma.MultiplyAdd(Vector128.Create(-da2 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a2 + 260))), accM2);
-            accM3 = Fma.MultiplyAdd(Vector128.Create(-da3 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a3 + 260))), accM3);
+            accM0 = Fma.MultiplyAdd(Vector128.Create(-da0 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a0 + 260))), accM0);
+            accM1 = Fma.MultiplyAdd(Vector128.Create(-da1 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a1 + 260))), accM1);
+            accM2 = Fma.MultiplyAdd(Vector128.Create(-da2 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a2 + 260))), accM2);
+            accM3 = Fma.MultiplyAdd(Vector128.Create(-da3 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a3 + 260))), accM3);
             acc0 = Fma.MultiplyAdd(Vector256.Create(da0 * dw), Avx.ConvertToVector256Single(s0), acc0);
             acc1 = Fma.MultiplyAdd(Vector256.Create(da1 * dw), Avx.ConvertToVector256Single(s1), acc1);
             acc2 = Fma.MultiplyAdd(Vector256.Create(da2 * dw), Avx.ConvertToVector256Single(s2), acc2);
@@ -375,7 +415,7 @@ public static unsafe class KQuantDot
                 {
                     Vector256<byte> codes = Q6Codes(ql0, ql1, ref qh, t);
                     int c = 4 * h + t;
-                    Vector256<short> scales = Vector256.Create(Vector128.Create((short)sc[2 * c]), Vector128.Create((short)sc[2 * c + 1]));
+                    Vector256<short> scales = Q6Scales(sc, c);
                     nint o = 4 + 32 * c;
                     s0 = Q6Lanes(s0, codes, c32, Avx.LoadVector256((sbyte*)(a0 + o)), scales);
                     s1 = Q6Lanes(s1, codes, c32, Avx.LoadVector256((sbyte*)(a1 + o)), scales);
@@ -413,22 +453,19 @@ public static unsafe class KQuantDot
         Vector256<byte> m4 = Vector256.Create((byte)0x0F);
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0, acc4 = acc0, acc5 = acc0, acc6 = acc0, acc7 = acc0;
         Vector128<float> accM0 = Vector128<float>.Zero, accM1 = accM0, accM2 = accM0, accM3 = accM0, accM4 = accM0, accM5 = accM0, accM6 = accM0, accM7 = accM0;
-        int* sc = stackalloc int[8];
-        int* mn = stackalloc int[8];
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride, a4 = a + 4 * aStride, a5 = a + 5 * aStride, a6 = a + 6 * aStride, a7 = a + 7 * aStride;
         for (int i = 0; i < blocks; i++, w += Q4_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes, a4 += ABytes, a5 += ABytes, a6 += ABytes, a7 += ABytes)
         {
             float dw = Fp16Format.ToSingle(*(ushort*)w);
             float dmw = Fp16Format.ToSingle(*(ushort*)(w + 2));
-            for (int j = 0; j < 8; j++) KQuantMath.ScaleMinK4(j, w + 4, out sc[j], out mn[j]);
-            Vector256<short> dupMins = DuplicatedMins(mn);
+            Vector128<short> mins = ScalesMinsK4(w + 4, out Vector256<byte> scales);
             Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
             for (int g = 0; g < 4; g++)
             {
                 Vector256<byte> bits = Avx.LoadVector256(w + 16 + 32 * g);
                 Vector256<byte> lo = Avx2.And(bits, m4);
                 Vector256<byte> hi = Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4);
-                Vector256<short> scLo = Vector256.Create((short)sc[2 * g]), scHi = Vector256.Create((short)sc[2 * g + 1]);
+                Vector256<short> scLo = ScaleOf(scales, 2 * g), scHi = ScaleOf(scales, 2 * g + 1);
                 nint o = 4 + 64 * g;
                 s0 = AddScaled(AddScaled(s0, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a0 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a0 + o + 32))), scHi);
                 s1 = AddScaled(AddScaled(s1, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a1 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a1 + o + 32))), scHi);
@@ -440,14 +477,14 @@ public static unsafe class KQuantDot
                 s7 = AddScaled(AddScaled(s7, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a7 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a7 + o + 32))), scHi);
             }
             float da0 = *(float*)a0, da1 = *(float*)a1, da2 = *(float*)a2, da3 = *(float*)a3, da4 = *(float*)a4, da5 = *(float*)a5, da6 = *(float*)a6, da7 = *(float*)a7;
-            accM0 = Fma.MultiplyAdd(Vector128.Create(-da0 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a0 + 260))), accM0);
-            accM1 = Fma.MultiplyAdd(Vector128.Create(-da1 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a1 + 260))), accM1);
-            accM2 = Fma.MultiplyAdd(Vector128.Create(-da2 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a2 + 260))), accM2);
-            accM3 = Fma.MultiplyAdd(Vector128.Create(-da3 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a3 + 260))), accM3);
-            accM4 = Fma.MultiplyAdd(Vector128.Create(-da4 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a4 + 260))), accM4);
-            accM5 = Fma.MultiplyAdd(Vector128.Create(-da5 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a5 + 260))), accM5);
-            accM6 = Fma.MultiplyAdd(Vector128.Create(-da6 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a6 + 260))), accM6);
-            accM7 = Fma.MultiplyAdd(Vector128.Create(-da7 * dmw), Sse2.ConvertToVector128Single(MinLanesAvx2(dupMins, (short*)(a7 + 260))), accM7);
+            accM0 = Fma.MultiplyAdd(Vector128.Create(-da0 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a0 + 260))), accM0);
+            accM1 = Fma.MultiplyAdd(Vector128.Create(-da1 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a1 + 260))), accM1);
+            accM2 = Fma.MultiplyAdd(Vector128.Create(-da2 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a2 + 260))), accM2);
+            accM3 = Fma.MultiplyAdd(Vector128.Create(-da3 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a3 + 260))), accM3);
+            accM4 = Fma.MultiplyAdd(Vector128.Create(-da4 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a4 + 260))), accM4);
+            accM5 = Fma.MultiplyAdd(Vector128.Create(-da5 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a5 + 260))), accM5);
+            accM6 = Fma.MultiplyAdd(Vector128.Create(-da6 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a6 + 260))), accM6);
+            accM7 = Fma.MultiplyAdd(Vector128.Create(-da7 * dmw), Sse2.ConvertToVector128Single(MinLanes(mins, (short*)(a7 + 260))), accM7);
             acc0 = Fma.MultiplyAdd(Vector256.Create(da0 * dw), Avx.ConvertToVector256Single(s0), acc0);
             acc1 = Fma.MultiplyAdd(Vector256.Create(da1 * dw), Avx.ConvertToVector256Single(s1), acc1);
             acc2 = Fma.MultiplyAdd(Vector256.Create(da2 * dw), Avx.ConvertToVector256Single(s2), acc2);
@@ -474,15 +511,12 @@ public static unsafe class KQuantDot
         Vector256<byte> m4 = Vector256.Create((byte)0x0F), one = Vector256.Create((byte)1);
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
         float summs0 = 0, summs1 = 0, summs2 = 0, summs3 = 0;
-        int* sc = stackalloc int[8];
-        int* mn = stackalloc int[8];
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
         for (int i = 0; i < blocks; i++, w += Q5_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes)
         {
             float dw = Fp16Format.ToSingle(*(ushort*)w);
             float dmw = Fp16Format.ToSingle(*(ushort*)(w + 2));
-            for (int j = 0; j < 8; j++) KQuantMath.ScaleMinK4(j, w + 4, out sc[j], out mn[j]);
-            Vector256<short> dupMins = DuplicatedMins(mn);
+            Vector128<short> mins = ScalesMinsK4(w + 4, out Vector256<byte> scales);
             Vector256<byte> qh = Avx.LoadVector256(w + 16);
             Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0;
             for (int g = 0; g < 4; g++)
@@ -493,7 +527,7 @@ public static unsafe class KQuantDot
                 Vector256<byte> hi = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4),
                     Avx2.ShiftLeftLogical(Avx2.And(qh, one).AsUInt16(), 4).AsByte());
                 qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 1).AsByte();
-                Vector256<short> scLo = Vector256.Create((short)sc[2 * g]), scHi = Vector256.Create((short)sc[2 * g + 1]);
+                Vector256<short> scLo = ScaleOf(scales, 2 * g), scHi = ScaleOf(scales, 2 * g + 1);
                 nint o = 4 + 64 * g;
                 s0 = AddScaled(AddScaled(s0, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a0 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a0 + o + 32))), scHi);
                 s1 = AddScaled(AddScaled(s1, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a1 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a1 + o + 32))), scHi);
@@ -501,10 +535,10 @@ public static unsafe class KQuantDot
                 s3 = AddScaled(AddScaled(s3, Avx2.MultiplyAddAdjacent(lo, Avx.LoadVector256((sbyte*)(a3 + o))), scLo), Avx2.MultiplyAddAdjacent(hi, Avx.LoadVector256((sbyte*)(a3 + o + 32))), scHi);
             }
             float da0 = *(float*)a0, da1 = *(float*)a1, da2 = *(float*)a2, da3 = *(float*)a3;
-            summs0 = MathF.FusedMultiplyAdd(-da0 * dmw, MinSumAvx2(dupMins, (short*)(a0 + 260)), summs0);
-            summs1 = MathF.FusedMultiplyAdd(-da1 * dmw, MinSumAvx2(dupMins, (short*)(a1 + 260)), summs1);
-            summs2 = MathF.FusedMultiplyAdd(-da2 * dmw, MinSumAvx2(dupMins, (short*)(a2 + 260)), summs2);
-            summs3 = MathF.FusedMultiplyAdd(-da3 * dmw, MinSumAvx2(dupMins, (short*)(a3 + 260)), summs3);
+            summs0 = MathF.FusedMultiplyAdd(-da0 * dmw, MinSum(mins, (short*)(a0 + 260)), summs0);
+            summs1 = MathF.FusedMultiplyAdd(-da1 * dmw, MinSum(mins, (short*)(a1 + 260)), summs1);
+            summs2 = MathF.FusedMultiplyAdd(-da2 * dmw, MinSum(mins, (short*)(a2 + 260)), summs2);
+            summs3 = MathF.FusedMultiplyAdd(-da3 * dmw, MinSum(mins, (short*)(a3 + 260)), summs3);
             acc0 = Fma.MultiplyAdd(Vector256.Create(da0 * dw), Avx.ConvertToVector256Single(s0), acc0);
             acc1 = Fma.MultiplyAdd(Vector256.Create(da1 * dw), Avx.ConvertToVector256Single(s1), acc1);
             acc2 = Fma.MultiplyAdd(Vector256.Create(da2 * dw), Avx.ConvertToVector256Single(s2), acc2);
@@ -516,25 +550,11 @@ public static unsafe class KQuantDot
         y[3 * yStride] = QuantDot.HorizontalSum(acc3) + summs3;
     }
 
-    /// <summary>The eight mins as sixteen shorts, each twice (one per bsum of its sub-block).</summary>
+    /// <summary>Σ_j min_j · S_j as one integer, from <see cref="MinLanes(Vector128{short}, short*)"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> DuplicatedMins(int* mn) => Vector256.Create(
-        (short)mn[0], (short)mn[0], (short)mn[1], (short)mn[1], (short)mn[2], (short)mn[2], (short)mn[3], (short)mn[3],
-        (short)mn[4], (short)mn[4], (short)mn[5], (short)mn[5], (short)mn[6], (short)mn[6], (short)mn[7], (short)mn[7]);
-
-    /// <summary><see cref="MinLanes"/> with vpmaddwd (lane j = min_j·S_j) and vphaddd (lanes 2l + 2l+1): the same integers.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<int> MinLanesAvx2(Vector256<short> dupMins, short* bsums)
+    private static int MinSum(Vector128<short> mins, short* bsums)
     {
-        Vector256<int> p = Avx2.MultiplyAddAdjacent(Avx.LoadVector256(bsums), dupMins);
-        return Ssse3.HorizontalAdd(p.GetLower(), p.GetUpper());
-    }
-
-    /// <summary><see cref="MinSum"/> from <see cref="MinLanesAvx2"/>: the same integer.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int MinSumAvx2(Vector256<short> dupMins, short* bsums)
-    {
-        Vector128<int> l = MinLanesAvx2(dupMins, bsums);
+        Vector128<int> l = MinLanes(mins, bsums);
         l = Sse2.Add(l, Sse2.Shuffle(l, 0b01_00_11_10));
         return Sse2.ConvertToInt32(Sse2.Add(l, Sse2.Shuffle(l, 0b10_11_00_01)));
     }
@@ -602,9 +622,9 @@ public static unsafe class KQuantDot
         int* v = stackalloc int[256];
         int* s = stackalloc int[256];
         int* lanes = stackalloc int[8];
+        byte* codes = stackalloc byte[256];
         int* sc = stackalloc int[8];
         int* mn = stackalloc int[8];
-        byte* codes = stackalloc byte[256];
         for (int k = 0; k < 8; k++) acc[k] = 0;
         for (int k = 0; k < 4; k++) accM[k] = 0;
         float summs = 0;
