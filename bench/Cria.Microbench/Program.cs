@@ -182,3 +182,60 @@ public unsafe class MatMulBench
         _mm.Multiply(w, _x, Batch, _y);
     }
 }
+
+/// <summary>
+/// One 8 × 8 tile of a batched product (eight weight rows × eight activation rows of 4096 elements,
+/// all in cache) per operation: the arithmetic throughput of the prompt-processing kernels.
+/// </summary>
+[MemoryDiagnoser]
+public unsafe class TileKernels
+{
+    private const int Cols = 4096, Rows = 8, Acts = 8;
+    private KernelData _q4, _q4k;
+    private byte* _a0, _ak;
+    private int* _bias;
+    private float* _y;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _q4 = new KernelData(GgmlType.Q4_0, Rows, Cols);
+        _q4k = new KernelData(GgmlType.Q4_K, Rows, Cols);
+        var rng = new Random(3);
+        var x = new float[Cols];
+        long q8Row = Cols / 32 * Q8_0Format.BlockBytes, q8kRow = Cols / 256 * Q8_KFormat.BlockBytes;
+        _a0 = (byte*)NativeMemory.AlignedAlloc((nuint)(Acts * q8Row), 64);
+        _ak = (byte*)NativeMemory.AlignedAlloc((nuint)(Acts * q8kRow), 64);
+        _bias = (int*)NativeMemory.AlignedAlloc((nuint)(Acts * Cols / 32 * sizeof(int)), 64);
+        _y = (float*)NativeMemory.AlignedAlloc(Acts * Rows * sizeof(float), 64);
+        for (int c = 0; c < Acts; c++)
+        {
+            for (int i = 0; i < Cols; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+            Q8_0Format.QuantizeActivations(x, new Span<byte>(_a0 + c * q8Row, (int)q8Row));
+            Q8_KFormat.Quantize(x, new Span<byte>(_ak + c * q8kRow, (int)q8kRow));
+            Q4BatchDot.ActivationBias(_a0 + c * q8Row, Cols / 32, _bias + c * (Cols / 32));
+        }
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _q4.Dispose(); _q4k.Dispose();
+        NativeMemory.AlignedFree(_a0); NativeMemory.AlignedFree(_ak); NativeMemory.AlignedFree(_bias); NativeMemory.AlignedFree(_y);
+    }
+
+    [Benchmark]
+    public void Q4_0Tile8x8() =>
+        Q4BatchDot.TileAvx2(_q4.Weights, (nint)_q4.RowBytes, Rows, _a0, Cols / 32 * Q8_0Format.BlockBytes, _bias, Acts, Cols / 32, _y, Rows);
+
+    [Benchmark]
+    public void Q4_KTile8x8() =>
+        Q4KBatchDot.Tile(_q4k.Weights, (nint)_q4k.RowBytes, Rows, _ak, Cols / 256 * Q8_KFormat.BlockBytes, Acts, Cols / 256, _y, Rows);
+
+    [Benchmark]
+    public void Q4_KRows8x8()
+    {
+        for (int r = 0; r < Rows; r++)
+            KQuantDot.Q4Avx2Rows8(_q4k.Weights + r * _q4k.RowBytes, _ak, Cols / 256 * Q8_KFormat.BlockBytes, Cols / 256, _y + r, Rows);
+    }
+}

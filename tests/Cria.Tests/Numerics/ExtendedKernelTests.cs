@@ -160,6 +160,34 @@ public unsafe class ExtendedKernelTests
     }
 
     [Fact]
+    public void Q8_KQuantizer_AvxEqualsScalar()
+    {
+        var rng = new Random(78);
+        const int blocks = 40;
+        var x = new float[256 * blocks];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)((rng.NextDouble() * 2 - 1) * Math.Pow(10, rng.Next(-3, 3)));
+        for (int i = 0; i < 256; i++) x[i] = 0;                        // block 0: all zero
+        x[256 + 17] = 5f; x[256 + 200] = -5f;                             // block 1: equal magnitudes, the first (positive) wins
+        x[512 + 3] = -7f; x[512 + 100] = 7f;                              // block 2: the same, the first negative
+        x[768 + 9] = float.NaN;                                           // block 3: a NaN (scalar rules)
+        x[1024 + 30] = float.PositiveInfinity;                            // block 4: an infinity
+        for (int i = 1280; i < 1536; i++) x[i] = (i % 7 - 3) * 0.5f;      // block 5: many ties, exact halves
+        for (int i = 1536; i < 1792; i++) x[i] = 1e-30f * (i % 5 - 2);    // block 6: tiny values
+        var avx = new byte[blocks * 292];
+        var scalar = new byte[blocks * 292];
+        fixed (float* px = x)
+        fixed (byte* pv = avx)
+        fixed (byte* ps = scalar)
+        {
+            if (System.Runtime.Intrinsics.X86.Avx2.IsSupported) Q8_KFormat.QuantizeAvx2(px, pv, blocks);
+            else Q8_KFormat.QuantizeScalar(px, pv, blocks);
+            Q8_KFormat.QuantizeScalar(px, ps, blocks);
+        }
+        for (int b = 0; b < blocks; b++)
+            Assert.True(avx.AsSpan(b * 292, 292).SequenceEqual(scalar.AsSpan(b * 292, 292)), $"block {b} differs");
+    }
+
+    [Fact]
     public void Q8_K_AllZeroBlock_HasZeroScaleAndSums()
     {
         var x = new float[512];

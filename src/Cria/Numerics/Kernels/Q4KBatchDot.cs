@@ -1,0 +1,226 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Cria.Numerics.Formats;
+
+namespace Cria.Numerics.Kernels;
+
+/// <summary>
+/// Q4_K weights · Q8_K activations for several activation rows at once (prompt processing and
+/// batched decode, on CPUs with AVX-VNNI). One activation row keeps ggml's vec_dot
+/// (<see cref="KQuantDot.Q4_KQ8_K"/>), unchanged.
+/// <para>
+/// Order of the arithmetic, per output and super-block: the scaled integer sum
+/// S = Σ_j scale_j · Σ_{i in sub-block j} q_i·a_i and the min sum M = Σ_j min_j · Σ_{i in j} a_i are
+/// formed exactly as int32, then acc = fma(d_w·d_a, (float)S, acc) and accMin = fma(dmin_w·d_a,
+/// (float)M, accMin), super-block after super-block; the output is acc − accMin. This is the order
+/// of llama.cpp's repacked q4_K_8x8 kernels (one integer per super-block and output before the
+/// conversion), not ggml's vec_dot order (eight lane sums converted separately), so the two differ
+/// by float rounding only.
+/// </para>
+/// <para>
+/// The kernel takes eight weight rows and up to eight activation rows. Per super-block the eight
+/// rows' headers are transposed so lane r of every vector belongs to row r, and their scales and
+/// mins are unpacked with 32-bit mask-and-shift steps on all eight rows at once. Per group of 64
+/// elements the eight rows' packed nibbles are transposed (8 rows × 8 dwords), giving sixteen
+/// vectors whose lane r holds four 4-bit codes of row r; each group of four activation bytes is
+/// broadcast and multiplied into all eight rows with one vpdpbusd, the two 32-element sub-block
+/// sums are multiplied by their scales (vpmulld) and added to S. The weights are read in place
+/// (no repacking, no extra memory). <see cref="DotScalar"/> is the scalar twin (same bits).
+/// </para>
+/// </summary>
+public static unsafe class Q4KBatchDot
+{
+    /// <summary>Activation rows per <see cref="Tile"/> call.</summary>
+    internal const int TileColumns = 8;
+
+    /// <summary>Weight rows per <see cref="Tile"/> call.</summary>
+    internal const int TileRows = 8;
+
+    private const int WBytes = Q4_KFormat.BlockBytes; // 144
+    private const int ABytes = Q8_KFormat.BlockBytes; // 292
+
+    /// <summary>True when <see cref="Tile"/> can run (it needs AVX-VNNI's vpdpbusd).</summary>
+    internal static bool IsSupported
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => CpuFeatures.Avx2Fma && AvxVnni.IsSupported;
+    }
+
+    /// <summary>Scalar twin: one output in this class's order.</summary>
+    internal static float DotScalar(byte* w, byte* a, int blocks)
+    {
+        float acc = 0, accMin = 0;
+        for (int i = 0; i < blocks; i++, w += WBytes, a += ABytes)
+        {
+            sbyte* q8 = (sbyte*)(a + 4);
+            short* bsums = (short*)(a + 260);
+            int s = 0, m = 0;
+            for (int j = 0; j < 8; j++)
+            {
+                KQuantMath.ScaleMinK4(j, w + 4, out int sc, out int mn);
+                int dot = 0;
+                for (int e = 0; e < 32; e++)
+                {
+                    int b = w[16 + 32 * (j / 2) + e];
+                    int code = (j & 1) == 0 ? b & 0xF : b >> 4;
+                    dot += code * q8[32 * j + e];
+                }
+                s += sc * dot;
+                m += mn * (bsums[2 * j] + bsums[2 * j + 1]);
+            }
+            float da = *(float*)a;
+            acc = MathF.FusedMultiplyAdd(Fp16Format.ToSingle(*(ushort*)w) * da, s, acc);
+            accMin = MathF.FusedMultiplyAdd(Fp16Format.ToSingle(*(ushort*)(w + 2)) * da, m, accMin);
+        }
+        return acc - accMin;
+    }
+
+    /// <summary>
+    /// Rows <c>w + i·wStride</c> (i &lt; <paramref name="nRows"/> ≤ 8) · activation rows <c>a + c·aStride</c>
+    /// (c &lt; <paramref name="nCols"/> ≤ 8): results to y[c·yStride + i]. Requires <see cref="IsSupported"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Tile(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
+    {
+        if ((uint)nRows - 1 > TileRows - 1 || (uint)nCols - 1 > TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
+        float* half = Fp16Format.Table;
+        // Missing weight rows repeat the last one (computed, not stored).
+        nint last = nRows - 1;
+        byte* w0 = w, w1 = w + Math.Min(1, last) * wStride, w2 = w + Math.Min(2, last) * wStride, w3 = w + Math.Min(3, last) * wStride;
+        byte* w4 = w + Math.Min(4, last) * wStride, w5 = w + Math.Min(5, last) * wStride, w6 = w + Math.Min(6, last) * wStride, w7 = w + Math.Min(7, last) * wStride;
+
+        // Per activation row: the float accumulators (acc, accMin) and this super-block's integer sum S.
+        Vector256<float>* acc = stackalloc Vector256<float>[2 * TileColumns];
+        Vector256<int>* sums = stackalloc Vector256<int>[TileColumns];
+        for (int c = 0; c < 2 * TileColumns; c++) acc[c] = Vector256<float>.Zero;
+
+        Vector256<int> m3f = Vector256.Create(0x3F3F3F3F), m0f = Vector256.Create(0x0F0F0F0F), m03 = Vector256.Create(0x03030303);
+        Vector256<byte> nibble = Vector256.Create((byte)0x0F);
+        for (int i = 0; i < blocks; i++)
+        {
+            nint o = (nint)i * WBytes;
+            // Headers (d, dmin, 12 bytes of scales and mins): dword k of row r to lane r of h_k.
+            Transpose4(Sse2.LoadVector128(w0 + o), Sse2.LoadVector128(w1 + o), Sse2.LoadVector128(w2 + o), Sse2.LoadVector128(w3 + o),
+                       Sse2.LoadVector128(w4 + o), Sse2.LoadVector128(w5 + o), Sse2.LoadVector128(w6 + o), Sse2.LoadVector128(w7 + o),
+                       out _, out Vector256<int> u0, out Vector256<int> u1, out Vector256<int> u2);
+            // Bytes 0..3 of scLow are scales 0..3, of scHigh scales 4..7; the same for the mins (see KQuantMath.ScaleMinK4).
+            Vector256<int> scLow = Avx2.And(u0, m3f);
+            Vector256<int> scHigh = Avx2.Or(Avx2.And(u2, m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u0, 6), m03), 4));
+            Vector256<int> mnLow = Avx2.And(u1, m3f);
+            Vector256<int> mnHigh = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(u2, 4), m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u1, 6), m03), 4));
+            // Min pairs (min_2l, min_2l+1) as two shorts per lane, for vpmaddwd with the activation's sub-block sums.
+            Vector256<short> mp0 = Avx2.Shuffle(mnLow.AsByte(), PairMask(0)).AsInt16(), mp1 = Avx2.Shuffle(mnLow.AsByte(), PairMask(2)).AsInt16();
+            Vector256<short> mp2 = Avx2.Shuffle(mnHigh.AsByte(), PairMask(0)).AsInt16(), mp3 = Avx2.Shuffle(mnHigh.AsByte(), PairMask(2)).AsInt16();
+            Vector256<float> dw = Vector256.Create(half[*(ushort*)(w0 + o)], half[*(ushort*)(w1 + o)], half[*(ushort*)(w2 + o)], half[*(ushort*)(w3 + o)],
+                                                   half[*(ushort*)(w4 + o)], half[*(ushort*)(w5 + o)], half[*(ushort*)(w6 + o)], half[*(ushort*)(w7 + o)]);
+            Vector256<float> dmw = Vector256.Create(half[*(ushort*)(w0 + o + 2)], half[*(ushort*)(w1 + o + 2)], half[*(ushort*)(w2 + o + 2)], half[*(ushort*)(w3 + o + 2)],
+                                                    half[*(ushort*)(w4 + o + 2)], half[*(ushort*)(w5 + o + 2)], half[*(ushort*)(w6 + o + 2)], half[*(ushort*)(w7 + o + 2)]);
+
+            for (int g = 0; g < 4; g++)
+            {
+                // Scales of sub-blocks 2g (low nibbles of the group) and 2g+1 (high nibbles), one int per lane.
+                Vector256<int> scA = Avx2.Shuffle((g < 2 ? scLow : scHigh).AsByte(), ByteMask(2 * (g & 1))).AsInt32();
+                Vector256<int> scB = Avx2.Shuffle((g < 2 ? scLow : scHigh).AsByte(), ByteMask(2 * (g & 1) + 1)).AsInt32();
+                nint q = o + 16 + 32 * g;
+                Transpose4(Sse2.LoadVector128(w0 + q), Sse2.LoadVector128(w1 + q), Sse2.LoadVector128(w2 + q), Sse2.LoadVector128(w3 + q),
+                           Sse2.LoadVector128(w4 + q), Sse2.LoadVector128(w5 + q), Sse2.LoadVector128(w6 + q), Sse2.LoadVector128(w7 + q),
+                           out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3);
+                Transpose4(Sse2.LoadVector128(w0 + q + 16), Sse2.LoadVector128(w1 + q + 16), Sse2.LoadVector128(w2 + q + 16), Sse2.LoadVector128(w3 + q + 16),
+                           Sse2.LoadVector128(w4 + q + 16), Sse2.LoadVector128(w5 + q + 16), Sse2.LoadVector128(w6 + q + 16), Sse2.LoadVector128(w7 + q + 16),
+                           out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
+                // Lane r of lo_m: elements 4m..4m+3 of sub-block 2g of row r; of hi_m: the same of sub-block 2g+1.
+                Vector256<byte> lo0 = Avx2.And(p0.AsByte(), nibble), hi0 = Avx2.And(Avx2.ShiftRightLogical(p0.AsUInt16(), 4).AsByte(), nibble);
+                Vector256<byte> lo1 = Avx2.And(p1.AsByte(), nibble), hi1 = Avx2.And(Avx2.ShiftRightLogical(p1.AsUInt16(), 4).AsByte(), nibble);
+                Vector256<byte> lo2 = Avx2.And(p2.AsByte(), nibble), hi2 = Avx2.And(Avx2.ShiftRightLogical(p2.AsUInt16(), 4).AsByte(), nibble);
+                Vector256<byte> lo3 = Avx2.And(p3.AsByte(), nibble), hi3 = Avx2.And(Avx2.ShiftRightLogical(p3.AsUInt16(), 4).AsByte(), nibble);
+                Vector256<byte> lo4 = Avx2.And(p4.AsByte(), nibble), hi4 = Avx2.And(Avx2.ShiftRightLogical(p4.AsUInt16(), 4).AsByte(), nibble);
+                Vector256<byte> lo5 = Avx2.And(p5.AsByte(), nibble), hi5 = Avx2.And(Avx2.ShiftRightLogical(p5.AsUInt16(), 4).AsByte(), nibble);
+                Vector256<byte> lo6 = Avx2.And(p6.AsByte(), nibble), hi6 = Avx2.And(Avx2.ShiftRightLogical(p6.AsUInt16(), 4).AsByte(), nibble);
+                Vector256<byte> lo7 = Avx2.And(p7.AsByte(), nibble), hi7 = Avx2.And(Avx2.ShiftRightLogical(p7.AsUInt16(), 4).AsByte(), nibble);
+
+                byte* x = a + (nint)i * ABytes + 4 + 64 * g;
+                for (int c = 0; c < nCols; c++, x += aStride)
+                {
+                    Vector256<int> dA = SubBlockDot(lo0, lo1, lo2, lo3, lo4, lo5, lo6, lo7, x);
+                    Vector256<int> dB = SubBlockDot(hi0, hi1, hi2, hi3, hi4, hi5, hi6, hi7, x + 32);
+                    Vector256<int> s = Avx2.Add(Avx2.MultiplyLow(dA, scA), Avx2.MultiplyLow(dB, scB));
+                    sums[c] = g == 0 ? s : Avx2.Add(sums[c], s);
+                }
+            }
+
+            byte* ab = a + (nint)i * ABytes;
+            for (int c = 0; c < nCols; c++, ab += aStride)
+            {
+                // Sub-block sums of the activations (pairs of bsums), two per dword: (S_2l, S_2l+1).
+                Vector128<int> ss = Ssse3.HorizontalAdd(Sse2.LoadVector128((short*)(ab + 260)), Sse2.LoadVector128((short*)(ab + 276))).AsInt32();
+                Vector256<int> mins = Avx2.MultiplyAddAdjacent(mp0, Avx2.BroadcastScalarToVector256(ss).AsInt16());
+                mins = AvxVnni.MultiplyWideningAndAdd(mins, mp1, Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 4)).AsInt16());
+                mins = AvxVnni.MultiplyWideningAndAdd(mins, mp2, Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 8)).AsInt16());
+                mins = AvxVnni.MultiplyWideningAndAdd(mins, mp3, Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 12)).AsInt16());
+                Vector256<float> da = Vector256.Create(*(float*)ab);
+                acc[2 * c] = Fma.MultiplyAdd(Avx.Multiply(dw, da), Avx.ConvertToVector256Single(sums[c]), acc[2 * c]);
+                acc[2 * c + 1] = Fma.MultiplyAdd(Avx.Multiply(dmw, da), Avx.ConvertToVector256Single(mins), acc[2 * c + 1]);
+            }
+        }
+        for (int c = 0; c < nCols; c++)
+        {
+            Vector256<float> r = Avx.Subtract(acc[2 * c], acc[2 * c + 1]);
+            float* yc = y + c * yStride;
+            if (nRows == TileRows) Avx.Store(yc, r);
+            else for (int k = 0; k < nRows; k++) yc[k] = r.GetElement(k);
+        }
+    }
+
+    /// <summary>Σ over one 32-element sub-block for eight weight rows: eight vpdpbusd (two chains) against broadcast activation dwords.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> SubBlockDot(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
+        Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, byte* x)
+    {
+        Vector256<int> s0 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g0, Vector256.Create(*(int*)x).AsSByte());
+        Vector256<int> s1 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g4, Vector256.Create(*(int*)(x + 16)).AsSByte());
+        s0 = AvxVnni.MultiplyWideningAndAdd(s0, g1, Vector256.Create(*(int*)(x + 4)).AsSByte());
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g5, Vector256.Create(*(int*)(x + 20)).AsSByte());
+        s0 = AvxVnni.MultiplyWideningAndAdd(s0, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g6, Vector256.Create(*(int*)(x + 24)).AsSByte());
+        s0 = AvxVnni.MultiplyWideningAndAdd(s0, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g7, Vector256.Create(*(int*)(x + 28)).AsSByte());
+        return Avx2.Add(s0, s1);
+    }
+
+    /// <summary>
+    /// Eight rows of four dwords (row r = <paramref name="r0"/>..<paramref name="r7"/>) to four vectors of eight:
+    /// lane r of <paramref name="d0"/> is dword 0 of row r, and so on.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose4(Vector128<byte> r0, Vector128<byte> r1, Vector128<byte> r2, Vector128<byte> r3,
+        Vector128<byte> r4, Vector128<byte> r5, Vector128<byte> r6, Vector128<byte> r7,
+        out Vector256<int> d0, out Vector256<int> d1, out Vector256<int> d2, out Vector256<int> d3)
+    {
+        Vector256<int> a = Vector256.Create(r0, r4).AsInt32(), b = Vector256.Create(r1, r5).AsInt32();
+        Vector256<int> c = Vector256.Create(r2, r6).AsInt32(), d = Vector256.Create(r3, r7).AsInt32();
+        Vector256<long> t0 = Avx2.UnpackLow(a, b).AsInt64(), t1 = Avx2.UnpackHigh(a, b).AsInt64();
+        Vector256<long> t2 = Avx2.UnpackLow(c, d).AsInt64(), t3 = Avx2.UnpackHigh(c, d).AsInt64();
+        d0 = Avx2.UnpackLow(t0, t2).AsInt32();
+        d1 = Avx2.UnpackHigh(t0, t2).AsInt32();
+        d2 = Avx2.UnpackLow(t1, t3).AsInt32();
+        d3 = Avx2.UnpackHigh(t1, t3).AsInt32();
+    }
+
+    /// <summary>vpshufb mask taking byte <paramref name="k"/> of every dword, zero-extended to the dword.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> ByteMask(int k)
+    {
+        uint m = 0x80808000u | (uint)k;
+        return Vector256.Create(m, m + 4, m + 8, m + 12, m, m + 4, m + 8, m + 12).AsByte();
+    }
+
+    /// <summary>vpshufb mask taking bytes k and k+1 of every dword as two zero-extended shorts.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> PairMask(int k)
+    {
+        uint m = 0x80008000u | (uint)k | ((uint)(k + 1) << 16);
+        uint s = 0x00040004u;
+        return Vector256.Create(m, m + s, m + 2 * s, m + 3 * s, m, m + s, m + 2 * s, m + 3 * s).AsByte();
+    }
+}
