@@ -121,7 +121,7 @@ internal sealed unsafe class Attention : IParallelJob
                 if (blockedKq)
                 {
                     float* keys = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _keysWide[0]) + kvHead * hs;
-                    for (int t = 0; t < visible; t++) scores[t] = FloatDot.F32Blocked(keys + (long)t * kvDim, query, hs);
+                    FloatDot.F32BlockedMany(keys, kvDim, visible, query, hs, scores);
                 }
                 else
                 {
@@ -148,8 +148,7 @@ internal sealed unsafe class Attention : IParallelJob
                 {
                     // Widened rows with a compact stride of nKv (see WidenCache).
                     float* vw = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _valuesWide[0]);
-                    for (int d = 0; d < hs; d++)
-                        o[d] = FloatDot.F32Blocked(vw + (long)(kvHead * hs + d) * nKv, weights, nKv);
+                    FloatDot.F32BlockedMany(vw + (long)kvHead * hs * nKv, nKv, hs, weights, nKv, o);
                 }
                 else
                 {

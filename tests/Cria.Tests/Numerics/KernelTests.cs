@@ -178,6 +178,30 @@ public unsafe class KernelTests
     }
 
     [Theory]
+    [InlineData(1, 8)]
+    [InlineData(7, 64)]
+    [InlineData(8, 512)]
+    [InlineData(21, 40)]
+    public void F32BlockedMany_EqualsOneDotAtATime(int count, int n)
+    {
+        var rng = new Random(count * 100 + n);
+        const int pad = 3;
+        var x = RandomFloats(rng, count * (n + pad));
+        var y = RandomFloats(rng, n);
+        var got = new float[count + 1];
+        got[count] = float.NaN;
+        fixed (float* px = x)
+        fixed (float* py = y)
+        fixed (float* pg = got)
+        {
+            FloatDot.F32BlockedMany(px, n + pad, count, py, n, pg);
+            for (int k = 0; k < count; k++)
+                Assert.True(Same(FloatDot.F32BlockedScalar(px + k * (n + pad), py, n), got[k]), $"row {k} of {count}, n {n}");
+        }
+        Assert.True(float.IsNaN(got[count]), "wrote past the outputs");
+    }
+
+    [Theory]
     [MemberData(nameof(Lengths))]
     public void F16AndBF16Dots_VectorEqualsScalar(int n)
     {

@@ -164,7 +164,7 @@ public unsafe class MatMulTests
                     GgmlType.Q3_K => KQuantDot.Q3_KQ8_KScalar(row, ab, blocks),
                     GgmlType.Q4_K => batch > 1 && Q4KBatchDot.IsSupported ? Q4KBatchDot.DotScalar(row, ab, blocks) : KQuantDot.Q4_KQ8_KScalar(row, ab, blocks),
                     GgmlType.Q5_K => KQuantDot.Q5_KQ8_KScalar(row, ab, blocks),
-                    _ => KQuantDot.Q6_KQ8_KScalar(row, ab, blocks),
+                    _ => batch > 1 && Q6KBatchDot.IsSupported ? Q6KBatchDot.DotScalar(row, ab, blocks) : KQuantDot.Q6_KQ8_KScalar(row, ab, blocks),
                 };
             }
         }
@@ -285,7 +285,7 @@ public unsafe class MatMulTests
     {
         // Batch 1..9 and odd row counts: the 1×4 / 1×8 register tiles (KQuantDot.*Rows4, *Rows8), their
         // leftover activation rows and partial row chunks must give the single-row kernel's bits;
-        // Q4_K's 8×8 tiles (Q4KBatchDot, with AVX-VNNI), partial in rows and columns, their scalar twin's.
+        // Q4_K's and Q6_K's 8×8 tiles (Q4KBatchDot, Q6KBatchDot, with AVX-VNNI), partial in rows and columns, their scalar twins'.
         var rng = new Random(4242 + (int)type);
         foreach (var (rows, cols) in new[] { (13, 512), (7, 768), (1, 256) })
         {

@@ -38,7 +38,7 @@ public unsafe class Q4KBatchKernelTests
         return w;
     }
 
-    private static byte[] RandomQ8KRows(Random rng, int rows, int blocks)
+    internal static byte[] RandomQ8KRows(Random rng, int rows, int blocks)
     {
         var a = new byte[rows * blocks * AB];
         for (int b = 0; b < rows * blocks; b++)

@@ -251,6 +251,45 @@ public static unsafe class FloatDot
     }
 
     /// <summary>
+    /// <paramref name="count"/> dots in <see cref="F32Blocked"/>'s order at once: out[k] = x_k · y with
+    /// x_k = <paramref name="x"/> + k·<paramref name="stride"/>. Each output has its own accumulator and
+    /// the single dot's exact steps (same bits); eight run side by side so the fused multiply-adds are
+    /// not serialised on one accumulator's latency. n must be a multiple of 8.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void F32BlockedMany(float* x, nint stride, int count, float* y, int n, float* output)
+    {
+        if ((n & 7) != 0) throw new ArgumentException("length must be a multiple of 8", nameof(n));
+        int k = 0;
+        if (Fma.IsSupported)
+        {
+            for (; k + 8 <= count; k += 8)
+            {
+                float* x0 = x + k * stride;
+                float* x1 = x0 + stride, x2 = x1 + stride, x3 = x2 + stride, x4 = x3 + stride, x5 = x4 + stride, x6 = x5 + stride, x7 = x6 + stride;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+                for (int i = 0; i < n; i += 8)
+                {
+                    Vector256<float> v = Avx.LoadVector256(y + i);
+                    a0 = Fma.MultiplyAdd(Avx.LoadVector256(x0 + i), v, a0);
+                    a1 = Fma.MultiplyAdd(Avx.LoadVector256(x1 + i), v, a1);
+                    a2 = Fma.MultiplyAdd(Avx.LoadVector256(x2 + i), v, a2);
+                    a3 = Fma.MultiplyAdd(Avx.LoadVector256(x3 + i), v, a3);
+                    a4 = Fma.MultiplyAdd(Avx.LoadVector256(x4 + i), v, a4);
+                    a5 = Fma.MultiplyAdd(Avx.LoadVector256(x5 + i), v, a5);
+                    a6 = Fma.MultiplyAdd(Avx.LoadVector256(x6 + i), v, a6);
+                    a7 = Fma.MultiplyAdd(Avx.LoadVector256(x7 + i), v, a7);
+                }
+                output[k] = QuantDot.HorizontalSum(a0); output[k + 1] = QuantDot.HorizontalSum(a1);
+                output[k + 2] = QuantDot.HorizontalSum(a2); output[k + 3] = QuantDot.HorizontalSum(a3);
+                output[k + 4] = QuantDot.HorizontalSum(a4); output[k + 5] = QuantDot.HorizontalSum(a5);
+                output[k + 6] = QuantDot.HorizontalSum(a6); output[k + 7] = QuantDot.HorizontalSum(a7);
+            }
+        }
+        for (; k < count; k++) output[k] = F32Blocked(x + k * stride, y, n);
+    }
+
+    /// <summary>
     /// F16 weights · float activations in tinyBLAS order (ggml's product for two or more activation
     /// rows, e.g. llama.cpp's K·Q with an F16 cache during prompt processing); n % 8 == 0.
     /// </summary>

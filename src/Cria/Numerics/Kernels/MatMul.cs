@@ -161,12 +161,12 @@ public sealed unsafe class MatMul : IDisposable
         if (batch > 1) rowsPerChunk = (int)Math.Clamp(48 * 1024 / Math.Max(1, weightChunkRowBytes), 4, 64);
         rowsPerChunk = Math.Min(rowsPerChunk, Math.Max(4, rows / (2 * threads)));
         rowsPerChunk = Math.Max(4, rowsPerChunk & ~3);
-        bool q4kTiles = t == GgmlType.Q4_K && batch > 1 && Q4KBatchDot.IsSupported;
+        bool q4kTiles = t is GgmlType.Q4_K or GgmlType.Q6_K && batch > 1 && Q4KBatchDot.IsSupported && Q6KBatchDot.IsSupported;
         if (t == GgmlType.Q4_0 && batch > 1 || q4kTiles) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
         batchTile = batchTile >= 3 ? batchTile / 3 * 3 : Math.Max(1, batchTile & ~1); // whole 4×3 / 2×2 tiles
-        if (t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && batch > 1) // whole 8×8 (Q4KBatchDot) or 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4)
+        if (t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && batch > 1) // whole 8×8 (Q4KBatchDot, Q6KBatchDot) or 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4)
             batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
         if (t == GgmlType.Q4_0 && batch > 1) // whole 8×8 tiles (Q4BatchDot)
         {
@@ -362,8 +362,9 @@ public sealed unsafe class MatMul : IDisposable
                         else Quantized<IQ4NLWeights>(r0, r1);
                         break;
                     case GgmlType.Q4_K:
-                        // One activation row: ggml's vec_dot; several: one int32 per super-block and output (Q4KBatchDot).
-                        if (Batch > 1 && Q4KBatchDot.IsSupported) Q4KBatched(r0, r1);
+                    case GgmlType.Q6_K:
+                        // One activation row: ggml's vec_dot; several: one int32 per super-block and output (Q4KBatchDot, Q6KBatchDot).
+                        if (Batch > 1 && Q4KBatchDot.IsSupported && Q6KBatchDot.IsSupported) KQuantBatched(r0, r1);
                         else RowDots(r0, r1);
                         break;
                     case GgmlType.Q4_1:
@@ -371,7 +372,6 @@ public sealed unsafe class MatMul : IDisposable
                     case GgmlType.Q2_K:
                     case GgmlType.Q3_K:
                     case GgmlType.Q5_K:
-                    case GgmlType.Q6_K:
                     case GgmlType.IQ4_XS:
                         RowDots(r0, r1);
                         break;
@@ -482,9 +482,10 @@ public sealed unsafe class MatMul : IDisposable
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Q4KBatched(int r0, int r1)
+        private void KQuantBatched(int r0, int r1)
         {
-            int blocks = Weights.Cols / Q4_KFormat.BlockSize;
+            bool q6 = Weights.Type == GgmlType.Q6_K;
+            int blocks = Weights.Cols / Q8_KFormat.BlockSize;
             nint wStride = (nint)Weights.RowBytes, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
             byte* w = Weights.Data;
             float* y = Output;
@@ -496,7 +497,12 @@ public sealed unsafe class MatMul : IDisposable
                 {
                     int nr = Math.Min(Q4KBatchDot.TileRows, r1 - r);
                     for (int b = b0; b < b1; b += width)
-                        Q4KBatchDot.Tile(w + r * wStride, wStride, nr, Activations + b * aStride, aStride, Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
+                    {
+                        byte* ab = Activations + b * aStride;
+                        int nc = Math.Min(width, b1 - b);
+                        if (q6) Q6KBatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
+                        else Q4KBatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
+                    }
                 }
             }
         }

@@ -101,9 +101,7 @@ public static unsafe class Q4KBatchDot
         {
             nint o = (nint)i * WBytes;
             // Headers (d, dmin, 12 bytes of scales and mins): dword k of row r to lane r of h_k.
-            Transpose4(Sse2.LoadVector128(w0 + o), Sse2.LoadVector128(w1 + o), Sse2.LoadVector128(w2 + o), Sse2.LoadVector128(w3 + o),
-                       Sse2.LoadVector128(w4 + o), Sse2.LoadVector128(w5 + o), Sse2.LoadVector128(w6 + o), Sse2.LoadVector128(w7 + o),
-                       out _, out Vector256<int> u0, out Vector256<int> u1, out Vector256<int> u2);
+            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o, out _, out Vector256<int> u0, out Vector256<int> u1, out Vector256<int> u2);
             // Bytes 0..3 of scLow are scales 0..3, of scHigh scales 4..7; the same for the mins (see KQuantMath.ScaleMinK4).
             Vector256<int> scLow = Avx2.And(u0, m3f);
             Vector256<int> scHigh = Avx2.Or(Avx2.And(u2, m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u0, 6), m03), 4));
@@ -123,12 +121,8 @@ public static unsafe class Q4KBatchDot
                 Vector256<int> scA = Avx2.Shuffle((g < 2 ? scLow : scHigh).AsByte(), ByteMask(2 * (g & 1))).AsInt32();
                 Vector256<int> scB = Avx2.Shuffle((g < 2 ? scLow : scHigh).AsByte(), ByteMask(2 * (g & 1) + 1)).AsInt32();
                 nint q = o + 16 + 32 * g;
-                Transpose4(Sse2.LoadVector128(w0 + q), Sse2.LoadVector128(w1 + q), Sse2.LoadVector128(w2 + q), Sse2.LoadVector128(w3 + q),
-                           Sse2.LoadVector128(w4 + q), Sse2.LoadVector128(w5 + q), Sse2.LoadVector128(w6 + q), Sse2.LoadVector128(w7 + q),
-                           out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3);
-                Transpose4(Sse2.LoadVector128(w0 + q + 16), Sse2.LoadVector128(w1 + q + 16), Sse2.LoadVector128(w2 + q + 16), Sse2.LoadVector128(w3 + q + 16),
-                           Sse2.LoadVector128(w4 + q + 16), Sse2.LoadVector128(w5 + q + 16), Sse2.LoadVector128(w6 + q + 16), Sse2.LoadVector128(w7 + q + 16),
-                           out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
+                RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q, out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3);
+                RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q + 16, out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
                 // Lane r of lo_m: elements 4m..4m+3 of sub-block 2g of row r; of hi_m: the same of sub-block 2g+1.
                 Vector256<byte> lo0 = Avx2.And(p0.AsByte(), nibble), hi0 = Avx2.And(Avx2.ShiftRightLogical(p0.AsUInt16(), 4).AsByte(), nibble);
                 Vector256<byte> lo1 = Avx2.And(p1.AsByte(), nibble), hi1 = Avx2.And(Avx2.ShiftRightLogical(p1.AsUInt16(), 4).AsByte(), nibble);
@@ -186,25 +180,6 @@ public static unsafe class Q4KBatchDot
         s0 = AvxVnni.MultiplyWideningAndAdd(s0, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
         s1 = AvxVnni.MultiplyWideningAndAdd(s1, g7, Vector256.Create(*(int*)(x + 28)).AsSByte());
         return Avx2.Add(s0, s1);
-    }
-
-    /// <summary>
-    /// Eight rows of four dwords (row r = <paramref name="r0"/>..<paramref name="r7"/>) to four vectors of eight:
-    /// lane r of <paramref name="d0"/> is dword 0 of row r, and so on.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose4(Vector128<byte> r0, Vector128<byte> r1, Vector128<byte> r2, Vector128<byte> r3,
-        Vector128<byte> r4, Vector128<byte> r5, Vector128<byte> r6, Vector128<byte> r7,
-        out Vector256<int> d0, out Vector256<int> d1, out Vector256<int> d2, out Vector256<int> d3)
-    {
-        Vector256<int> a = Vector256.Create(r0, r4).AsInt32(), b = Vector256.Create(r1, r5).AsInt32();
-        Vector256<int> c = Vector256.Create(r2, r6).AsInt32(), d = Vector256.Create(r3, r7).AsInt32();
-        Vector256<long> t0 = Avx2.UnpackLow(a, b).AsInt64(), t1 = Avx2.UnpackHigh(a, b).AsInt64();
-        Vector256<long> t2 = Avx2.UnpackLow(c, d).AsInt64(), t3 = Avx2.UnpackHigh(c, d).AsInt64();
-        d0 = Avx2.UnpackLow(t0, t2).AsInt32();
-        d1 = Avx2.UnpackHigh(t0, t2).AsInt32();
-        d2 = Avx2.UnpackLow(t1, t3).AsInt32();
-        d3 = Avx2.UnpackHigh(t1, t3).AsInt32();
     }
 
     /// <summary>vpshufb mask taking byte <paramref name="k"/> of every dword, zero-extended to the dword.</summary>

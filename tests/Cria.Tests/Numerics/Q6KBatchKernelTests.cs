@@ -1,0 +1,114 @@
+using Cria.Numerics.Formats;
+using Cria.Numerics.Kernels;
+using Xunit;
+
+namespace Cria.Tests.Numerics;
+
+/// <summary>
+/// <see cref="Q6KBatchDot"/>, the Q6_K kernel for two or more activation rows, on random super-blocks
+/// (random low and high code bits, every signed 8-bit scale, −128 included):
+/// <list type="number">
+/// <item>the AVX-VNNI tile returns the bits of the scalar twin for every partial tile and strides
+/// wider than a row;</item>
+/// <item>the scalar twin agrees with an exact reference: per super-block t = d_w·d_a·S with S exact;
+/// the kernel rounds S to float, d_w·d_a once and each fused multiply-add once, so the test allows
+/// (blocks + 3)·2⁻²⁴·Σ|t|.</item>
+/// </list>
+/// </summary>
+public unsafe class Q6KBatchKernelTests
+{
+    private const int WB = Q6_KFormat.BlockBytes, AB = Q8_KFormat.BlockBytes;
+
+    public static TheoryData<int> BlockCounts => new() { 1, 2, 3, 8, 22 };
+
+    private static byte[] RandomQ6KRows(Random rng, int rows, int blocks)
+    {
+        var w = new byte[rows * blocks * WB];
+        rng.NextBytes(w);
+        for (int b = 0; b < rows * blocks; b++)
+        {
+            ushort d = Fp16Format.FromSingle((float)(rng.NextDouble() * 0.002));
+            w[b * WB + 208] = (byte)d; w[b * WB + 209] = (byte)(d >> 8);
+        }
+        return w;
+    }
+
+    [Theory]
+    [MemberData(nameof(BlockCounts))]
+    public void TileEqualsScalarTwin_ForEveryPartialTile(int blocks)
+    {
+        if (!Q6KBatchDot.IsSupported) return; // the tile needs AVX-VNNI; the scalar twin is tested below
+        var rng = new Random(7200 + blocks);
+        const int R = Q6KBatchDot.TileRows, C = Q6KBatchDot.TileColumns;
+        nint wStride = blocks * WB + 7, aStride = blocks * AB + 3, yStride = 11;
+        var w = new byte[R * wStride];
+        var a = new byte[C * aStride];
+        var wr = RandomQ6KRows(rng, R, blocks);
+        var ar = Q4KBatchKernelTests.RandomQ8KRows(rng, C, blocks);
+        for (int r = 0; r < R; r++) Array.Copy(wr, r * blocks * WB, w, r * wStride, blocks * WB);
+        for (int c = 0; c < C; c++) Array.Copy(ar, c * blocks * AB, a, c * aStride, blocks * AB);
+
+        fixed (byte* pw = w)
+        fixed (byte* pa = a)
+        {
+            var expected = new float[C, R];
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < R; r++)
+                    expected[c, r] = Q6KBatchDot.DotScalar(pw + r * wStride, pa + c * aStride, blocks);
+            for (int nRows = 1; nRows <= R; nRows++)
+                for (int nCols = 1; nCols <= C; nCols++)
+                {
+                    var y = new float[C * yStride];
+                    Array.Fill(y, float.NaN);
+                    fixed (float* py = y) Q6KBatchDot.Tile(pw, wStride, nRows, pa, aStride, nCols, blocks, py, yStride);
+                    for (int c = 0; c < C; c++)
+                        for (int i = 0; i < yStride; i++)
+                        {
+                            float got = y[c * yStride + i];
+                            if (c < nCols && i < nRows)
+                                Assert.True(BitConverter.SingleToInt32Bits(expected[c, i]) == BitConverter.SingleToInt32Bits(got),
+                                    $"{nRows}x{nCols} blocks {blocks} [c{c}, r{i}]: scalar {expected[c, i]:R}, tile {got:R}");
+                            else
+                                Assert.True(float.IsNaN(got), $"{nRows}x{nCols}: wrote outside the tile at [c{c}, {i}]");
+                        }
+                }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(BlockCounts))]
+    public void ScalarTwinMatchesExactReference(int blocks)
+    {
+        var rng = new Random(8200 + blocks);
+        for (int trial = 0; trial < 20; trial++)
+        {
+            var w = RandomQ6KRows(rng, 1, blocks);
+            var a = Q4KBatchKernelTests.RandomQ8KRows(rng, 1, blocks);
+            double exact = 0, abs = 0;
+            for (int i = 0; i < blocks; i++)
+            {
+                int o = i * WB;
+                long s = 0;
+                for (int e = 0; e < 256; e++)
+                {
+                    // Element e: half h, position l in the half; code = 4 low bits | 2 high bits << 4, minus 32.
+                    int h = e / 128, l = e % 128, t = l / 32, j = l % 32;
+                    int lowByte = w[o + 64 * h + j + (t % 2 == 1 ? 32 : 0)];
+                    int low = t < 2 ? lowByte & 15 : lowByte >> 4;
+                    int hb = (w[o + 128 + 32 * h + j] >> (2 * t)) & 3;
+                    int code = (low | (hb << 4)) - 32;
+                    s += (long)(sbyte)w[o + 192 + e / 16] * code * (sbyte)a[i * AB + 4 + e];
+                }
+                double t2 = Fp16Format.ToSingle(BitConverter.ToUInt16(w, o + 208)) * (double)BitConverter.ToSingle(a, i * AB) * s;
+                exact += t2;
+                abs += Math.Abs(t2);
+            }
+            float got;
+            fixed (byte* pw = w)
+            fixed (byte* pa = a)
+                got = Q6KBatchDot.DotScalar(pw, pa, blocks);
+            double tol = (blocks + 3) * Math.Pow(2, -24) * abs + 1e-30;
+            Assert.True(Math.Abs(got - exact) <= tol, $"blocks {blocks}: {got:R} vs {exact:R} (tolerance {tol})");
+        }
+    }
+}
