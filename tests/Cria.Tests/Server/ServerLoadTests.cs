@@ -44,7 +44,10 @@ public sealed class ServerLoadTests
         _out.WriteLine($"mean decode batch {server.Metrics.DecodedTokensTotal / (double)server.Metrics.DecodeStepsTotal:F2}, largest {server.Metrics.LargestBatch}; managed heap {heapAfterWarmup / 1e6:F1} -> {heapAtEnd / 1e6:F1} MB");
 
         Assert.Equal(0, server.Metrics.ErrorsTotal);
-        Assert.Equal(Clients, server.Metrics.LargestBatch);
+        // Requests end at different lengths and the clients re-issue at their own pace, so whether all
+        // eight ever generate in the same pass depends on timing (on a busy machine they may not);
+        // exact batching is asserted deterministically in the batching tests. Here: batching happened.
+        Assert.InRange(server.Metrics.LargestBatch, 2, Clients);
         Assert.Equal(0, server.Pool.Active);
         // Memory is stable: 200 requests later the heap has not grown by more than a few MB.
         Assert.True(heapAtEnd - heapAfterWarmup < 16_000_000, $"managed heap grew from {heapAfterWarmup} to {heapAtEnd} bytes");

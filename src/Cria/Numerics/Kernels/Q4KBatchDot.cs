@@ -166,20 +166,20 @@ public static unsafe class Q4KBatchDot
         }
     }
 
-    /// <summary>Σ over one 32-element sub-block for eight weight rows: eight vpdpbusd (two chains) against broadcast activation dwords.</summary>
+    /// <summary>Σ over one 32-element sub-block for eight weight rows: eight vpdpbusd (four chains of two) against broadcast activation dwords.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SubBlockDot(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
         Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, byte* x)
     {
         Vector256<int> s0 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g0, Vector256.Create(*(int*)x).AsSByte());
-        Vector256<int> s1 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g4, Vector256.Create(*(int*)(x + 16)).AsSByte());
+        Vector256<int> s1 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
+        Vector256<int> s2 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g4, Vector256.Create(*(int*)(x + 16)).AsSByte());
+        Vector256<int> s3 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g6, Vector256.Create(*(int*)(x + 24)).AsSByte());
         s0 = AvxVnni.MultiplyWideningAndAdd(s0, g1, Vector256.Create(*(int*)(x + 4)).AsSByte());
-        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g5, Vector256.Create(*(int*)(x + 20)).AsSByte());
-        s0 = AvxVnni.MultiplyWideningAndAdd(s0, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
-        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g6, Vector256.Create(*(int*)(x + 24)).AsSByte());
-        s0 = AvxVnni.MultiplyWideningAndAdd(s0, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
-        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g7, Vector256.Create(*(int*)(x + 28)).AsSByte());
-        return Avx2.Add(s0, s1);
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
+        s2 = AvxVnni.MultiplyWideningAndAdd(s2, g5, Vector256.Create(*(int*)(x + 20)).AsSByte());
+        s3 = AvxVnni.MultiplyWideningAndAdd(s3, g7, Vector256.Create(*(int*)(x + 28)).AsSByte());
+        return Avx2.Add(Avx2.Add(s0, s1), Avx2.Add(s2, s3));
     }
 
     /// <summary>vpshufb mask taking byte <paramref name="k"/> of every dword, zero-extended to the dword.</summary>
