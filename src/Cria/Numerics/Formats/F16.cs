@@ -149,6 +149,20 @@ public static unsafe class Fp16Format
         return Avx.Multiply(Avx2.And(w, Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector256.Create(TwoPow112));
     }
 
+    /// <summary>Sixteen halves → sixteen floats with AVX-512 registers, the arithmetic of <see cref="ToSingle8(ushort*, ref Vector256{uint})"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> ToSingle16(ushort* p, ref Vector512<uint> maxMagnitude)
+    {
+        Vector512<int> w = Avx512F.ShiftLeftLogical(Avx512BW.ConvertToVector512Int32(Avx.LoadVector256((short*)p)), 13);
+        maxMagnitude = Avx512F.Max(maxMagnitude, Avx512F.ShiftLeftLogical(w, 4).AsUInt32());
+        return Avx512F.Multiply(Avx512F.And(w, Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector512.Create(TwoPow112));
+    }
+
+    /// <summary>True when a running max from <see cref="ToSingle16"/> saw an infinity or NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool SawSpecial(Vector512<uint> maxMagnitude) =>
+        SawSpecial(Avx2.Max(maxMagnitude.GetLower(), maxMagnitude.GetUpper()));
+
     /// <summary>True when a running max from <see cref="ToSingle8(ushort*, ref Vector256{uint})"/> saw an infinity or NaN.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static bool SawSpecial(Vector256<uint> maxMagnitude) =>

@@ -166,6 +166,8 @@ public sealed unsafe class MatMul : IDisposable
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
         batchTile = batchTile >= 3 ? batchTile / 3 * 3 : Math.Max(1, batchTile & ~1); // whole 4×3 / 2×2 tiles
+        if (blocked && t != GgmlType.F32 && System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported && CpuFeatures.Avx2Fma) // whole 4×6 tiles (FloatDot.PairedTile4x6)
+            batchTile = Math.Min(batch, Math.Max(6, batchTile / 6 * 6));
         if (t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && batch > 1) // whole 8×8 (Q4KBatchDot, Q6KBatchDot) or 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4)
             batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
         if (t == GgmlType.Q4_0 && batch > 1) // whole 8×8 tiles (Q4BatchDot)
@@ -583,6 +585,37 @@ public sealed unsafe class MatMul : IDisposable
             for (nint o = 0; o < bytes; o += 64) System.Runtime.Intrinsics.X86.Sse.Prefetch0(p + o);
         }
 
+        /// <summary>
+        /// The blocked order with AVX-512 registers (F16/BF16 weights): the chunk's rows widened in pairs
+        /// (FloatDot.WidenPair), then 4 × 6 tiles whose 16-lane accumulators hold two outputs each — the
+        /// same bits as the 256-bit tiles, twice the multiply-adds per instruction.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void PairedFloat(int r0, int r1, int threadIndex)
+        {
+            int cols = Weights.Cols;
+            nint rows = Weights.Rows, pairStride = 2 * (nint)cols;
+            float* y = Output;
+            float* a = (float*)Activations;
+            bool bf16 = Weights.Type == GgmlType.BF16;
+            float* wf = _owner._threadScratch + threadIndex * _owner._threadScratchFloats;
+            for (int r = r0; r < r1; r += 2) // chunks hold whole groups of four rows
+                FloatDot.WidenPair((ushort*)Weights.Row(r), (ushort*)Weights.Row(r + 1), wf + (nint)(r - r0) * cols, cols, bf16);
+            for (int b0 = 0; b0 < Batch; b0 += BatchTile)
+            {
+                int b1 = Math.Min(Batch, b0 + BatchTile);
+                for (int r = r0; r < r1; r += 4)
+                {
+                    float* wr = wf + (nint)(r - r0) * cols;
+                    int b = b0;
+                    for (; b + 6 <= b1; b += 6)
+                        FloatDot.PairedTile4x6(wr, pairStride, a + (nint)b * cols, cols, cols, y + b * rows + r, rows);
+                    for (; b < b1; b++)
+                        FloatDot.PairedTile4x1(wr, pairStride, a + (nint)b * cols, cols, y + b * rows + r);
+                }
+            }
+        }
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Float(int r0, int r1, int threadIndex)
         {
@@ -621,6 +654,11 @@ public sealed unsafe class MatMul : IDisposable
 
             // Blocked order. F16/BF16 rows are widened (exactly) into this thread's scratch first,
             // once per chunk, then everything runs on floats.
+            if (t != GgmlType.F32 && System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported && CpuFeatures.Avx2Fma)
+            {
+                PairedFloat(r0, r1, threadIndex);
+                return;
+            }
             float* wf;
             nint wStride = cols;
             if (t == GgmlType.F32) wf = (float*)Weights.Row(r0);
