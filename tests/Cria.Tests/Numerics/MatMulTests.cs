@@ -155,7 +155,7 @@ public unsafe class MatMulTests
                 byte* ab = a + b * blocks * bb;
                 return w.Type switch
                 {
-                    GgmlType.Q8_0 => QuantDot.Q8_0Q8_0Scalar(row, ab, blocks),
+                    GgmlType.Q8_0 => batch > 1 && Q8BatchDot.IsSupported ? Q8BatchDot.DotScalar(row, ab, blocks) : QuantDot.Q8_0Q8_0Scalar(row, ab, blocks),
                     GgmlType.Q4_0 => batch == 1 ? QuantDot.Q4_0Q8_0Scalar(row, ab, blocks) : Q4BatchDot.DotScalar(row, ab, blocks),
                     GgmlType.Q5_0 => QuantDot.Dot1Scalar<Q5Weights>(row, ab, blocks),
                     GgmlType.Q4_1 => LegacyDot.Q4_1Q8_1Scalar(row, ab, blocks),

@@ -54,7 +54,9 @@ public readonly unsafe struct WeightMatrix
 /// <item>Q4_1 / Q5_1 weights: activations quantized to Q8_1 (<see cref="Q8_1Format"/>), then ggml's
 /// vec_dot per output (<see cref="LegacyDot"/>); llamafile has no kernel for these on x86.</item>
 /// <item>Q2_K / Q3_K / Q4_K / Q5_K / Q6_K weights: activations quantized to Q8_K (<see cref="Q8_KFormat"/>), then
-/// ggml's vec_dot per output (<see cref="KQuantDot"/>); llamafile has no x86 kernel for these either.</item>
+/// ggml's vec_dot per output (<see cref="KQuantDot"/>) — except Q4_K and Q6_K with two or more
+/// activation rows on CPUs with AVX-VNNI, which sum each super-block to one int32 per output
+/// (<see cref="Q4KBatchDot"/>, <see cref="Q6KBatchDot"/>, the order of llama.cpp's repacked kernels).</item>
 /// <item>IQ4_NL weights: Q8_0 activations. ggml's AVX2 vec_dot (used for one activation row) keeps two
 /// accumulators over alternating blocks, llamafile's tinyBLAS (two or more rows) one; both orders
 /// are reproduced by batch size (<see cref="IQ4Dot"/>).</item>
@@ -62,9 +64,10 @@ public readonly unsafe struct WeightMatrix
 /// <item>Q8_0 / Q4_0 weights: each activation row is first quantized to Q8_0 with ggml's runtime
 /// quantizer, then every output is the block-wise integer dot product of <see cref="QuantDot"/>
 /// (ggml's vec_dot and llamafile's tinyBLAS agree for these, so one order serves every batch) —
-/// except Q4_0 with two or more activation rows, which sums each block to one int32 before the
-/// conversion (the order of llama.cpp's repacked q4_0_8x8 kernels, see <see cref="Q4BatchDot"/>):
-/// equal to the one-row result up to float rounding, not bit for bit.</item>
+/// except Q4_0 with two or more activation rows, and Q8_0 with two or more on CPUs with AVX-VNNI,
+/// which sum each block to one int32 before the conversion (the order of llama.cpp's repacked
+/// kernels, see <see cref="Q4BatchDot"/>, <see cref="Q8BatchDot"/>): equal to the one-row result up
+/// to float rounding, not bit for bit.</item>
 /// <item>F16 / BF16 weights: activations are rounded to F16 / BF16 (ggml's vec_dot_type) and kept as
 /// floats; F32 weights use the activations as they are. With one activation row, or when the
 /// row length is not a multiple of 8, or the row count not a multiple of 4, outputs use ggml's
@@ -129,7 +132,9 @@ public sealed unsafe class MatMul : IDisposable
             actRowBytes = (long)cols / Q8_0Format.BlockSize * Q8_0Format.BlockBytes;
             // Q4_0 with several rows also needs −8·Σa per activation block (Q4BatchDot).
             if (t == GgmlType.Q4_0 && batch > 1) EnsureBias((long)batch * (cols / Q8_0Format.BlockSize));
-            act = Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes, t == GgmlType.Q4_0 && batch > 1 ? _bias : null);
+            // Q8_0 with several rows on VNNI tiles takes its activations in offset form (Q8BatchDot).
+            bool offset = t == GgmlType.Q8_0 && batch > 1 && Q8BatchDot.IsSupported;
+            act = Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes, t == GgmlType.Q4_0 && batch > 1 ? _bias : null, offset);
         }
         else if (t is GgmlType.Q4_1 or GgmlType.Q5_1)
         {
@@ -161,14 +166,16 @@ public sealed unsafe class MatMul : IDisposable
         if (batch > 1) rowsPerChunk = (int)Math.Clamp(48 * 1024 / Math.Max(1, weightChunkRowBytes), 4, 64);
         rowsPerChunk = Math.Min(rowsPerChunk, Math.Max(4, rows / (2 * threads)));
         rowsPerChunk = Math.Max(4, rowsPerChunk & ~3);
-        bool q4kTiles = t is GgmlType.Q4_K or GgmlType.Q6_K && batch > 1 && Q4KBatchDot.IsSupported && Q6KBatchDot.IsSupported;
-        if (t == GgmlType.Q4_0 && batch > 1 || q4kTiles) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles
+        bool vnniTiles = t is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.Q8_0 && batch > 1 && Q4KBatchDot.IsSupported && Q6KBatchDot.IsSupported && Q8BatchDot.IsSupported;
+        if (t == GgmlType.Q4_0 && batch > 1 || vnniTiles) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
         batchTile = batchTile >= 3 ? batchTile / 3 * 3 : Math.Max(1, batchTile & ~1); // whole 4×3 / 2×2 tiles
         if (blocked && t != GgmlType.F32 && System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported && CpuFeatures.Avx2Fma) // whole 4×6 tiles (FloatDot.PairedTile4x6)
             batchTile = Math.Min(batch, Math.Max(6, batchTile / 6 * 6));
         if (t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && batch > 1) // whole 8×8 (Q4KBatchDot, Q6KBatchDot) or 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4)
+            batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
+        if (vnniTiles && t == GgmlType.Q8_0) // whole 8×8 tiles (Q8BatchDot)
             batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
         if (t == GgmlType.Q4_0 && batch > 1) // whole 8×8 tiles (Q4BatchDot)
         {
@@ -248,7 +255,7 @@ public sealed unsafe class MatMul : IDisposable
 
     private enum PrepareKind { Q8_0, Q8_1, Q8_K, RoundF16, RoundBF16 }
 
-    private byte* Prepare(PrepareKind kind, float* x, int batch, int cols, long rowBytes, int* bias = null)
+    private byte* Prepare(PrepareKind kind, float* x, int batch, int cols, long rowBytes, int* bias = null, bool offsetCodes = false)
     {
         long need = rowBytes * batch;
         if (need > _activationCapacity)
@@ -259,7 +266,7 @@ public sealed unsafe class MatMul : IDisposable
             _activationCapacity = cap;
         }
         var p = _prepare;
-        p.Kind = kind; p.Source = x; p.Cols = cols; p.Destination = _activations; p.RowBytes = rowBytes; p.Bias = bias;
+        p.Kind = kind; p.Source = x; p.Cols = cols; p.Destination = _activations; p.RowBytes = rowBytes; p.Bias = bias; p.OffsetCodes = offsetCodes;
         if (batch > 1 && (long)batch * cols >= 32 * 1024) _pool.Run(p, batch);
         else p.Execute(0, batch, 0);
         return _activations;
@@ -283,6 +290,7 @@ public sealed unsafe class MatMul : IDisposable
         public byte* Destination;
         public long RowBytes;
         public int* Bias; // Q8_0 only: when set, also −8·Σa per block (Q4BatchDot)
+        public bool OffsetCodes; // Q8_0 only: store the codes + 128 (Q8BatchDot)
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int start, int end, int threadIndex)
@@ -296,6 +304,7 @@ public sealed unsafe class MatMul : IDisposable
                     case PrepareKind.Q8_0:
                         Q8_0Format.QuantizeActivations(src, dst, Cols / Q8_0Format.BlockSize);
                         if (Bias != null) Q4BatchDot.ActivationBias(dst, Cols / Q8_0Format.BlockSize, Bias + (long)b * (Cols / Q8_0Format.BlockSize));
+                        if (OffsetCodes) Q8BatchDot.ToOffsetForm(dst, Cols / Q8_0Format.BlockSize);
                         break;
                     case PrepareKind.Q8_1:
                         Q8_1Format.QuantizeActivations(src, dst, Cols / Q8_1Format.BlockSize);
@@ -351,7 +360,11 @@ public sealed unsafe class MatMul : IDisposable
                 int r1 = Math.Min(rows, r0 + RowsPerChunk);
                 switch (Weights.Type)
                 {
-                    case GgmlType.Q8_0: Quantized<Q8Weights>(r0, r1); break;
+                    case GgmlType.Q8_0:
+                        // One activation row: ggml's vec_dot; several (with VNNI): one int32 per block and output (Q8BatchDot).
+                        if (Batch > 1 && Q8BatchDot.IsSupported) VnniTiles(r0, r1);
+                        else Quantized<Q8Weights>(r0, r1);
+                        break;
                     case GgmlType.Q4_0:
                         // One activation row: ggml's vec_dot; several: one int32 per block and output (Q4BatchDot).
                         if (Batch == 1) Quantized<Q4Weights>(r0, r1);
@@ -366,7 +379,7 @@ public sealed unsafe class MatMul : IDisposable
                     case GgmlType.Q4_K:
                     case GgmlType.Q6_K:
                         // One activation row: ggml's vec_dot; several: one int32 per super-block and output (Q4KBatchDot, Q6KBatchDot).
-                        if (Batch > 1 && Q4KBatchDot.IsSupported && Q6KBatchDot.IsSupported) KQuantBatched(r0, r1);
+                        if (Batch > 1 && Q4KBatchDot.IsSupported && Q6KBatchDot.IsSupported) VnniTiles(r0, r1);
                         else RowDots(r0, r1);
                         break;
                     case GgmlType.Q4_1:
@@ -484,10 +497,11 @@ public sealed unsafe class MatMul : IDisposable
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void KQuantBatched(int r0, int r1)
+        /// <summary>Batched Q8_0, Q4_K and Q6_K products on the 8 × 8 VNNI tiles (Q8BatchDot, Q4KBatchDot, Q6KBatchDot).</summary>
+        private void VnniTiles(int r0, int r1)
         {
-            bool q6 = Weights.Type == GgmlType.Q6_K;
-            int blocks = Weights.Cols / Q8_KFormat.BlockSize;
+            GgmlType t = Weights.Type;
+            int blocks = Weights.Cols / GgmlTypeInfo.BlockSize(t);
             nint wStride = (nint)Weights.RowBytes, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
             byte* w = Weights.Data;
             float* y = Output;
@@ -502,7 +516,8 @@ public sealed unsafe class MatMul : IDisposable
                     {
                         byte* ab = Activations + b * aStride;
                         int nc = Math.Min(width, b1 - b);
-                        if (q6) Q6KBatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
+                        if (t == GgmlType.Q8_0) Q8BatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
+                        else if (t == GgmlType.Q6_K) Q6KBatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
                         else Q4KBatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
                     }
                 }
