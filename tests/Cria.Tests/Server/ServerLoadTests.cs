@@ -13,9 +13,15 @@ namespace Cria.Tests.Server;
 /// memory stable. Prints the aggregate token rate against one client's (recorded in docs/BENCHMARKS.md);
 /// speed itself is not asserted here.
 /// </summary>
-[Collection("CriaServer")]
+[Collection(Name)]
 public sealed class ServerLoadTests
 {
+    /// <summary>
+    /// Its own collection, run with nothing else in parallel: the heap check measures the whole
+    /// process, which other tests running at the same time would grow.
+    /// </summary>
+    public const string Name = "ServerLoad";
+
     private const int Clients = 8, RequestsPerClient = 25, MaxTokens = 48;
     private static readonly string[] Prompts = { "Once upon a time", "The little dog", "Lily wanted to", "One day, a big", "Tom and Sue", "The sun was" };
     private readonly ITestOutputHelper _out;
@@ -53,6 +59,10 @@ public sealed class ServerLoadTests
         Assert.True(heapAtEnd - heapAfterWarmup < 16_000_000, $"managed heap grew from {heapAfterWarmup} to {heapAtEnd} bytes");
     }
 
+    /// <summary>The collection that keeps other tests from running beside the load test.</summary>
+    [CollectionDefinition(Name, DisableParallelization = true)]
+    public sealed class Definition;
+
     private static long HeapBytes()
     {
         GC.Collect();
@@ -81,16 +91,19 @@ public sealed class ServerLoadTests
                     ["stream"] = true,
                 };
                 using var response = await client.PostAsync("/v1/completions", Json(body));
-                Assert.Equal(200, (int)response.StatusCode);
                 string sse = await response.Content.ReadAsStringAsync();
+                string where = $"client {c}, request {r}";
+                Assert.True(200 == (int)response.StatusCode, $"{where}: HTTP {(int)response.StatusCode}: {sse}");
                 var events = sse.Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
-                Assert.Equal("data: [DONE]", events[^1].Trim());
+                Assert.True(events.Length >= 2 && events[^1].Trim() == "data: [DONE]", $"{where}: stream does not end with [DONE]: {sse}");
                 var last = JsonNode.Parse(events[^2]["data: ".Length..])!;
                 string? finish = (string?)last["choices"]![0]!["finish_reason"];
-                Assert.True(finish is "stop" or "length", $"finish_reason {finish}");
+                Assert.True(finish is "stop" or "length", $"{where}: finish_reason {finish}");
                 int generated = (int)last["usage"]!["completion_tokens"]!;
-                Assert.InRange(generated, 1, MaxTokens);
-                if (finish == "length") Assert.Equal(MaxTokens, generated);
+                // Sampling (temperature 0.9) sees logits that depend on which requests share a decode
+                // pass (batched products round differently), so a sequence may draw end-of-text at once.
+                Assert.True(generated >= (finish == "stop" ? 0 : 1) && generated <= MaxTokens, $"{where}: {generated} tokens, finish {finish}");
+                if (finish == "length") Assert.True(MaxTokens == generated, $"{where}: length stop after {generated} tokens");
                 Interlocked.Add(ref tokens, generated);
             }
         }));
