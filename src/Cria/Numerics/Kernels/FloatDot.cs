@@ -472,21 +472,30 @@ public static unsafe class FloatDot
     }
 
     /// <summary>
-    /// The blocked (tinyBLAS) order for four weight rows × six activation rows with 512-bit registers. The
-    /// weights are in the paired layout of <see cref="WidenPair"/> (rows 0, 1 at <paramref name="x"/>, rows 2, 3 at
-    /// <paramref name="x"/> + <paramref name="pairStride"/>); each 16-lane accumulator holds two outputs' eight-lane
-    /// accumulators (lanes 0-7 the even row, 8-15 the odd row) and receives, lane for lane, the fused
-    /// multiply-adds of <see cref="BlockedTile4x3"/> in the same order, so every output has its bits.
-    /// out[c·outStride + r] for activation row c = y + c·yStride.
+    /// The blocked (tinyBLAS) order for four weight rows × six activation rows with 512-bit registers, over
+    /// elements [<paramref name="k0"/>, <paramref name="k1"/>) of the rows. The weights are in the paired layout
+    /// of <see cref="WidenPair"/> (rows 0, 1 at <paramref name="x"/>, rows 2, 3 at <paramref name="x"/> +
+    /// <paramref name="pairStride"/>); each 16-lane accumulator holds two outputs' eight-lane accumulators (lanes
+    /// 0-7 the even row, 8-15 the odd row) and receives, lane for lane, the fused multiply-adds of
+    /// <see cref="BlockedTile4x3"/> in the same order, so every output has its bits. The twelve accumulators
+    /// start at zero when <paramref name="first"/>, else from <paramref name="state"/>; when <paramref name="last"/>
+    /// they are reduced to out[c·outStride + r] for activation row c = y + c·yStride, else saved to
+    /// <paramref name="state"/> — so a product can be walked in blocks of k without changing a bit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void PairedTile4x6(float* x, nint pairStride, float* y, nint yStride, int n, float* output, nint outStride)
+    internal static void PairedTile4x6(float* x, nint pairStride, float* y, nint yStride, int k0, int k1,
+        Vector512<float>* state, bool first, bool last, float* output, nint outStride)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default;
         Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default;
+        if (!first)
+        {
+            a00 = state[0]; a01 = state[1]; a02 = state[2]; a03 = state[3]; a04 = state[4]; a05 = state[5];
+            a10 = state[6]; a11 = state[7]; a12 = state[8]; a13 = state[9]; a14 = state[10]; a15 = state[11];
+        }
         float* x0 = x, x1 = x + pairStride;
         float* y0 = y, y1 = y + yStride, y2 = y + 2 * yStride, y3 = y + 3 * yStride, y4 = y + 4 * yStride, y5 = y + 5 * yStride;
-        for (int i = 0; i < n; i += 8)
+        for (int i = k0; i < k1; i += 8)
         {
             Vector512<float> w0 = Avx512F.LoadVector512(x0 + 2 * i), w1 = Avx512F.LoadVector512(x1 + 2 * i);
             Vector512<float> b = Avx512DQ.BroadcastVector256ToVector512(y0 + i);
@@ -501,6 +510,12 @@ public static unsafe class FloatDot
             a04 = Avx512F.FusedMultiplyAdd(w0, b, a04); a14 = Avx512F.FusedMultiplyAdd(w1, b, a14);
             b = Avx512DQ.BroadcastVector256ToVector512(y5 + i);
             a05 = Avx512F.FusedMultiplyAdd(w0, b, a05); a15 = Avx512F.FusedMultiplyAdd(w1, b, a15);
+        }
+        if (!last)
+        {
+            state[0] = a00; state[1] = a01; state[2] = a02; state[3] = a03; state[4] = a04; state[5] = a05;
+            state[6] = a10; state[7] = a11; state[8] = a12; state[9] = a13; state[10] = a14; state[11] = a15;
+            return;
         }
         StorePaired(a00, a10, output);
         StorePaired(a01, a11, output + outStride);

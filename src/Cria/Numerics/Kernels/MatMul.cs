@@ -90,6 +90,14 @@ public sealed unsafe class MatMul : IDisposable
     private int* _bias;               // −8·Σa per Q8_0 activation block (Q4_0 batched path)
     private long _biasCapacity;       // ints
     private float* _threadScratch;    // per-thread converted weight rows (F16/BF16 blocked path)
+    private byte* _tileState;         // per-thread accumulators of the 512-bit F16/BF16 tiles between k-blocks
+
+    /// <summary>Elements of k per pass of the 512-bit F16/BF16 tiles (4 rows × 128 floats of weights, 48 × 128 of activations: L1-sized).</summary>
+    private const int PairedKBlock = 128;
+    /// <summary>Most 6-column tiles per batch tile (the batch tile of the 512-bit path is at most 48 rows) and most row groups per chunk (64 rows).</summary>
+    private const int PairedMaxTiles = 8, PairedMaxGroups = 16;
+    /// <summary>512-bit accumulators of tile state per thread.</summary>
+    private const int PairedStateVectors = PairedMaxTiles * PairedMaxGroups * 12;
     private long _threadScratchFloats; // floats per thread
     private bool _disposed;
 
@@ -162,8 +170,11 @@ public sealed unsafe class MatMul : IDisposable
         bool blocked = floatType && batch >= 2 && cols % 8 == 0 && rows % 4 == 0;
         long weightChunkRowBytes = blocked ? (long)cols * sizeof(float) : w.RowBytes;
         int threads = _pool.ThreadCount;
+        // The 512-bit F16/BF16 tiles walk k in blocks, so their widened chunk may fill L2 (more rows per
+        // pass over the activations); the other paths keep a chunk of weights near L1 size.
+        bool paired = blocked && t != GgmlType.F32 && System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported && CpuFeatures.Avx2Fma;
         int rowsPerChunk = 16;
-        if (batch > 1) rowsPerChunk = (int)Math.Clamp(48 * 1024 / Math.Max(1, weightChunkRowBytes), 4, 64);
+        if (batch > 1) rowsPerChunk = (int)Math.Clamp((paired ? 512 : 48) * 1024 / Math.Max(1, weightChunkRowBytes), 4, paired ? 4 * PairedMaxGroups : 64);
         rowsPerChunk = Math.Min(rowsPerChunk, Math.Max(4, rows / (2 * threads)));
         rowsPerChunk = Math.Max(4, rowsPerChunk & ~3);
         bool vnniTiles = t is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.Q8_0 && batch > 1 && Q4KBatchDot.IsSupported && Q6KBatchDot.IsSupported && Q8BatchDot.IsSupported;
@@ -171,8 +182,11 @@ public sealed unsafe class MatMul : IDisposable
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
         batchTile = batchTile >= 3 ? batchTile / 3 * 3 : Math.Max(1, batchTile & ~1); // whole 4×3 / 2×2 tiles
-        if (blocked && t != GgmlType.F32 && System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported && CpuFeatures.Avx2Fma) // whole 4×6 tiles (FloatDot.PairedTile4x6)
-            batchTile = Math.Min(batch, Math.Max(6, batchTile / 6 * 6));
+        if (paired) // whole 4×6 tiles, k-blocked (FloatDot.PairedTile4x6)
+        {
+            batchTile = Math.Min(batch, 6 * PairedMaxTiles);
+            EnsureTileState();
+        }
         if (t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && batch > 1) // whole 8×8 (Q4KBatchDot, Q6KBatchDot) or 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4)
             batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
         if (vnniTiles && t == GgmlType.Q8_0) // whole 8×8 tiles (Q8BatchDot)
@@ -237,6 +251,8 @@ public sealed unsafe class MatMul : IDisposable
         if (_activations != null) NativeMemory.AlignedFree(_activations);
         if (_threadScratch != null) NativeMemory.AlignedFree(_threadScratch);
         if (_bias != null) NativeMemory.AlignedFree(_bias);
+        if (_tileState != null) NativeMemory.AlignedFree(_tileState);
+        _tileState = null;
         _activations = null;
         _bias = null;
         _threadScratch = null;
@@ -249,6 +265,7 @@ public sealed unsafe class MatMul : IDisposable
         if (_activations != null) NativeMemory.AlignedFree(_activations);
         if (_threadScratch != null) NativeMemory.AlignedFree(_threadScratch);
         if (_bias != null) NativeMemory.AlignedFree(_bias);
+        if (_tileState != null) NativeMemory.AlignedFree(_tileState);
     }
 
     // ------------------------------------------------------------------ activation preparation
@@ -321,6 +338,13 @@ public sealed unsafe class MatMul : IDisposable
                 }
             }
         }
+    }
+
+    /// <summary>The 512-bit tiles' accumulator state, <see cref="PairedStateVectors"/> vectors per thread (allocated once).</summary>
+    private void EnsureTileState()
+    {
+        if (_tileState != null) return;
+        _tileState = (byte*)NativeMemory.AlignedAlloc((nuint)((long)PairedStateVectors * 64 * _pool.ThreadCount), 64);
     }
 
     private void EnsureThreadScratch(long floatsPerThread)
@@ -603,7 +627,10 @@ public sealed unsafe class MatMul : IDisposable
         /// <summary>
         /// The blocked order with AVX-512 registers (F16/BF16 weights): the chunk's rows widened in pairs
         /// (FloatDot.WidenPair), then 4 × 6 tiles whose 16-lane accumulators hold two outputs each — the
-        /// same bits as the 256-bit tiles, twice the multiply-adds per instruction.
+        /// same bits as the 256-bit tiles, twice the multiply-adds per instruction. The tiles walk k in
+        /// blocks of <see cref="PairedKBlock"/> elements (accumulators carried in this thread's tile state),
+        /// every row group and activation tile of the batch tile per k-block, so the weights and
+        /// activations a tile reads come from L1 rather than L2.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void PairedFloat(int r0, int r1, int threadIndex)
@@ -614,20 +641,31 @@ public sealed unsafe class MatMul : IDisposable
             float* a = (float*)Activations;
             bool bf16 = Weights.Type == GgmlType.BF16;
             float* wf = _owner._threadScratch + threadIndex * _owner._threadScratchFloats;
+            var state = (System.Runtime.Intrinsics.Vector512<float>*)_owner._tileState + (nint)threadIndex * PairedStateVectors;
             for (int r = r0; r < r1; r += 2) // chunks hold whole groups of four rows
                 FloatDot.WidenPair((ushort*)Weights.Row(r), (ushort*)Weights.Row(r + 1), wf + (nint)(r - r0) * cols, cols, bf16);
             for (int b0 = 0; b0 < Batch; b0 += BatchTile)
             {
                 int b1 = Math.Min(Batch, b0 + BatchTile);
-                for (int r = r0; r < r1; r += 4)
+                int tiles = (b1 - b0) / 6;
+                for (int k0 = 0; k0 < cols; k0 += PairedKBlock)
                 {
-                    float* wr = wf + (nint)(r - r0) * cols;
-                    int b = b0;
-                    for (; b + 6 <= b1; b += 6)
-                        FloatDot.PairedTile4x6(wr, pairStride, a + (nint)b * cols, cols, cols, y + b * rows + r, rows);
-                    for (; b < b1; b++)
-                        FloatDot.PairedTile4x1(wr, pairStride, a + (nint)b * cols, cols, y + b * rows + r);
+                    int k1 = Math.Min(cols, k0 + PairedKBlock);
+                    bool first = k0 == 0, last = k1 == cols;
+                    for (int r = r0, g = 0; r < r1; r += 4, g++)
+                    {
+                        float* wr = wf + (nint)(r - r0) * cols;
+                        for (int t = 0; t < tiles; t++)
+                        {
+                            int b = b0 + 6 * t;
+                            FloatDot.PairedTile4x6(wr, pairStride, a + (nint)b * cols, cols, k0, k1, state + (g * PairedMaxTiles + t) * 12,
+                                first, last, y + b * rows + r, rows);
+                        }
+                    }
                 }
+                for (int r = r0; r < r1; r += 4)
+                    for (int b = b0 + 6 * tiles; b < b1; b++)
+                        FloatDot.PairedTile4x1(wf + (nint)(r - r0) * cols, pairStride, a + (nint)b * cols, cols, y + b * rows + r);
             }
         }
 
