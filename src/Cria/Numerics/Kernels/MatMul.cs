@@ -576,7 +576,9 @@ public sealed unsafe class MatMul : IDisposable
                 for (int r = r0; r < r1; r++)
                 {
                     byte* wr = w + r * wStride;
-                    if (prefetch) PrefetchRow(wr + 2 * wStride, wStride);
+                    // Q4_K / Q6_K prefetch inside their kernels, a few lines per block (a burst per row stalls on the fill buffers).
+                    bool inKernel = prefetch && CpuFeatures.Avx2Fma && t is GgmlType.Q4_K or GgmlType.Q6_K;
+                    if (prefetch && !inKernel) PrefetchRow(wr + 2 * wStride, wStride);
                     int bStart = b0;
                     if (rows4)
                     {
@@ -606,11 +608,11 @@ public sealed unsafe class MatMul : IDisposable
                             GgmlType.Q5_1 => LegacyDot.Dot1<Q51Weights>(wr, ab, blocks),
                             GgmlType.Q2_K => KQuantDot.Q2_KQ8_K(wr, ab, blocks),
                             GgmlType.Q3_K => KQuantDot.Q3_KQ8_K(wr, ab, blocks),
-                            GgmlType.Q4_K => KQuantDot.Q4_KQ8_K(wr, ab, blocks),
+                            GgmlType.Q4_K => inKernel ? KQuantDot.Q4_KQ8_KPrefetch(wr, ab, blocks, 2 * wStride) : KQuantDot.Q4_KQ8_K(wr, ab, blocks),
                             GgmlType.Q5_K => KQuantDot.Q5_KQ8_K(wr, ab, blocks),
                             GgmlType.IQ4_NL => IQ4Dot.IQ4_NLQ8_0(wr, ab, blocks),
                             GgmlType.IQ4_XS => IQ4Dot.IQ4_XSQ8_K(wr, ab, blocks),
-                            _ => KQuantDot.Q6_KQ8_K(wr, ab, blocks),
+                            _ => inKernel ? KQuantDot.Q6_KQ8_KPrefetch(wr, ab, blocks, 2 * wStride) : KQuantDot.Q6_KQ8_K(wr, ab, blocks),
                         };
                     }
                 }
