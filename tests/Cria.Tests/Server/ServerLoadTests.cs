@@ -23,7 +23,7 @@ public sealed class ServerLoadTests
     public const string Name = "ServerLoad";
 
     private const int Clients = 8, RequestsPerClient = 25, MaxTokens = 48;
-    private static int _brokenStreams;
+    private int _brokenStreams; // per test instance: responses with broken chunked framing (see RunClientsAsync)
     private static readonly string[] Prompts = { "Once upon a time", "The little dog", "Lily wanted to", "One day, a big", "Tom and Sue", "The sun was" };
     private readonly ITestOutputHelper _out;
 
@@ -75,7 +75,7 @@ public sealed class ServerLoadTests
     }
 
     /// <summary>Runs the clients to completion, checking every stream; returns generated tokens and wall time.</summary>
-    private static async Task<(long Tokens, TimeSpan Time)> RunClientsAsync(CriaServer server, int clients, int requests)
+    private async Task<(long Tokens, TimeSpan Time)> RunClientsAsync(CriaServer server, int clients, int requests)
     {
         long tokens = 0;
         var sw = Stopwatch.StartNew();

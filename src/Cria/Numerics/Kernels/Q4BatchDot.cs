@@ -148,9 +148,7 @@ public static unsafe class Q4BatchDot
         if ((uint)nRows - 1 > 7 || (uint)nCols - 1 > TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
         float* half = Fp16Format.Table;
         // Missing rows / columns repeat the last one (computed, not stored).
-        nint last = nRows - 1;
-        byte* w0 = w, w1 = w + Math.Min(1, last) * wStride, w2 = w + Math.Min(2, last) * wStride, w3 = w + Math.Min(3, last) * wStride;
-        byte* w4 = w + Math.Min(4, last) * wStride, w5 = w + Math.Min(5, last) * wStride, w6 = w + Math.Min(6, last) * wStride, w7 = w + Math.Min(7, last) * wStride;
+        RowTranspose.RowPointers(w, wStride, nRows, out byte* w0, out byte* w1, out byte* w2, out byte* w3, out byte* w4, out byte* w5, out byte* w6, out byte* w7);
         int lc = nCols - 1;
         byte* a0 = a, a1 = a + Math.Min(1, lc) * aStride, a2 = a + Math.Min(2, lc) * aStride, a3 = a + Math.Min(3, lc) * aStride;
         byte* a4 = a + Math.Min(4, lc) * aStride, a5 = a + Math.Min(5, lc) * aStride, a6 = a + Math.Min(6, lc) * aStride, a7 = a + Math.Min(7, lc) * aStride;
@@ -206,20 +204,13 @@ public static unsafe class Q4BatchDot
             a0 += Q8_0Format.BlockBytes; a1 += Q8_0Format.BlockBytes; a2 += Q8_0Format.BlockBytes; a3 += Q8_0Format.BlockBytes;
             a4 += Q8_0Format.BlockBytes; a5 += Q8_0Format.BlockBytes; a6 += Q8_0Format.BlockBytes; a7 += Q8_0Format.BlockBytes;
         }
-        Store(c0, y, nRows);
-        if (nCols > 1) Store(c1, y + yStride, nRows);
-        if (nCols > 2) Store(c2, y + 2 * yStride, nRows);
-        if (nCols > 3) Store(c3, y + 3 * yStride, nRows);
-        if (nCols > 4) Store(c4, y + 4 * yStride, nRows);
-        if (nCols > 5) Store(c5, y + 5 * yStride, nRows);
-        if (nCols > 6) Store(c6, y + 6 * yStride, nRows);
-        if (nCols > 7) Store(c7, y + 7 * yStride, nRows);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(Vector256<float> v, float* y, int n)
-    {
-        if (n == 8) { Avx.Store(y, v); return; }
-        for (int i = 0; i < n; i++) y[i] = v.GetElement(i);
+        RowTranspose.StoreLanes(c0, y, nRows);
+        if (nCols > 1) RowTranspose.StoreLanes(c1, y + yStride, nRows);
+        if (nCols > 2) RowTranspose.StoreLanes(c2, y + 2 * yStride, nRows);
+        if (nCols > 3) RowTranspose.StoreLanes(c3, y + 3 * yStride, nRows);
+        if (nCols > 4) RowTranspose.StoreLanes(c4, y + 4 * yStride, nRows);
+        if (nCols > 5) RowTranspose.StoreLanes(c5, y + 5 * yStride, nRows);
+        if (nCols > 6) RowTranspose.StoreLanes(c6, y + 6 * yStride, nRows);
+        if (nCols > 7) RowTranspose.StoreLanes(c7, y + 7 * yStride, nRows);
     }
 }

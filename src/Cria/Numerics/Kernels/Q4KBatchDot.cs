@@ -85,10 +85,7 @@ public static unsafe class Q4KBatchDot
     {
         if ((uint)nRows - 1 > TileRows - 1 || (uint)nCols - 1 > TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
         float* half = Fp16Format.Table;
-        // Missing weight rows repeat the last one (computed, not stored).
-        nint last = nRows - 1;
-        byte* w0 = w, w1 = w + Math.Min(1, last) * wStride, w2 = w + Math.Min(2, last) * wStride, w3 = w + Math.Min(3, last) * wStride;
-        byte* w4 = w + Math.Min(4, last) * wStride, w5 = w + Math.Min(5, last) * wStride, w6 = w + Math.Min(6, last) * wStride, w7 = w + Math.Min(7, last) * wStride;
+        RowTranspose.RowPointers(w, wStride, nRows, out byte* w0, out byte* w1, out byte* w2, out byte* w3, out byte* w4, out byte* w5, out byte* w6, out byte* w7);
 
         // Per activation row: the float accumulators (acc, accMin) and this super-block's integer sum S.
         Vector256<float>* acc = stackalloc Vector256<float>[2 * TileColumns];
@@ -159,10 +156,7 @@ public static unsafe class Q4KBatchDot
         }
         for (int c = 0; c < nCols; c++)
         {
-            Vector256<float> r = Avx.Subtract(acc[2 * c], acc[2 * c + 1]);
-            float* yc = y + c * yStride;
-            if (nRows == TileRows) Avx.Store(yc, r);
-            else for (int k = 0; k < nRows; k++) yc[k] = r.GetElement(k);
+            RowTranspose.StoreLanes(Avx.Subtract(acc[2 * c], acc[2 * c + 1]), y + c * yStride, nRows);
         }
     }
 

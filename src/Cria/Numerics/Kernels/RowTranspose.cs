@@ -5,8 +5,8 @@ using System.Runtime.Intrinsics.X86;
 namespace Cria.Numerics.Kernels;
 
 /// <summary>
-/// Register transposes for the batched tile kernels (<see cref="Q4KBatchDot"/>, <see cref="Q6KBatchDot"/>),
-/// which put weight row r in lane r of every vector so one broadcast activation dword serves eight rows.
+/// Shared pieces of the 8 × 8 batched tile kernels (<see cref="Q4BatchDot"/>, <see cref="Q8BatchDot"/>, <see cref="Q4KBatchDot"/>, <see cref="Q6KBatchDot"/>): register transposes,
+/// which put weight row r in lane r of every vector so one broadcast activation dword serves eight rows; the row pointers of a partial tile; the store of its lanes.
 /// </summary>
 internal static class RowTranspose
 {
@@ -36,4 +36,25 @@ internal static class RowTranspose
         Eight(Sse2.LoadVector128(w0 + o), Sse2.LoadVector128(w1 + o), Sse2.LoadVector128(w2 + o), Sse2.LoadVector128(w3 + o),
               Sse2.LoadVector128(w4 + o), Sse2.LoadVector128(w5 + o), Sse2.LoadVector128(w6 + o), Sse2.LoadVector128(w7 + o),
               out d0, out d1, out d2, out d3);
+
+    /// <summary>
+    /// The eight weight-row pointers of a tile over <paramref name="nRows"/> (1..8) rows: rows past the last
+    /// repeat it (computed, never stored).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe void RowPointers(byte* w, nint stride, int nRows, out byte* w0, out byte* w1, out byte* w2, out byte* w3,
+        out byte* w4, out byte* w5, out byte* w6, out byte* w7)
+    {
+        nint last = nRows - 1;
+        w0 = w; w1 = w + Math.Min(1, last) * stride; w2 = w + Math.Min(2, last) * stride; w3 = w + Math.Min(3, last) * stride;
+        w4 = w + Math.Min(4, last) * stride; w5 = w + Math.Min(5, last) * stride; w6 = w + Math.Min(6, last) * stride; w7 = w + Math.Min(7, last) * stride;
+    }
+
+    /// <summary>Stores the first <paramref name="n"/> (1..8) lanes of <paramref name="v"/> (a tile's outputs for one activation row).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe void StoreLanes(Vector256<float> v, float* y, int n)
+    {
+        if (n == 8) { Avx.Store(y, v); return; }
+        for (int i = 0; i < n; i++) y[i] = v.GetElement(i);
+    }
 }

@@ -1,0 +1,38 @@
+using Xunit;
+
+namespace Cria.Tests.Numerics;
+
+/// <summary>The partial-tile check shared by the 8 × 8 batched-kernel tests.</summary>
+internal static unsafe class TileCheck
+{
+    /// <summary>A tile call: nRows weight rows × nCols activation rows, results to y[c·yStride + r].</summary>
+    public delegate void Tile(int nRows, int nCols, float* y, nint yStride);
+
+    /// <summary>
+    /// Runs <paramref name="tile"/> for every partial size (1..rows × 1..cols) into a NaN-filled output with
+    /// a stride wider than a tile, and asserts each output has the bits of <paramref name="expected"/>[c, r]
+    /// and nothing outside the tile was written.
+    /// </summary>
+    public static void EveryPartialTileEquals(float[,] expected, Tile tile, string what)
+    {
+        int cols = expected.GetLength(0), rows = expected.GetLength(1);
+        const int yStride = 11;
+        for (int nRows = 1; nRows <= rows; nRows++)
+            for (int nCols = 1; nCols <= cols; nCols++)
+            {
+                var y = new float[cols * yStride];
+                Array.Fill(y, float.NaN);
+                fixed (float* py = y) tile(nRows, nCols, py, yStride);
+                for (int c = 0; c < cols; c++)
+                    for (int i = 0; i < yStride; i++)
+                    {
+                        float got = y[c * yStride + i];
+                        if (c < nCols && i < nRows)
+                            Assert.True(BitConverter.SingleToInt32Bits(expected[c, i]) == BitConverter.SingleToInt32Bits(got),
+                                $"{what} {nRows}x{nCols} [c{c}, r{i}]: scalar {expected[c, i]:R}, tile {got:R}");
+                        else
+                            Assert.True(float.IsNaN(got), $"{what} {nRows}x{nCols}: wrote outside the tile at [c{c}, {i}]");
+                    }
+            }
+    }
+}
