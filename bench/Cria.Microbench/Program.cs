@@ -96,6 +96,20 @@ public unsafe class DotKernels
         return s;
     }
 
+    /// <summary>F16 decode's kernel: two rows per call against one activation row.</summary>
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float F16Rows2()
+    {
+        float* y = stackalloc float[2];
+        float s = 0;
+        for (int r = 0; r < Rows; r += 2)
+        {
+            FloatDot.F16Rows2((ushort*)(_f16.Weights + r * _f16.RowBytes), (nint)(_f16.RowBytes / 2), (float*)_f16.Activations, Cols, y);
+            s += y[0] + y[1];
+        }
+        return s;
+    }
+
     [Benchmark(OperationsPerInvoke = Rows)]
     public float Q8_0()
     {

@@ -40,6 +40,20 @@ public unsafe class DecodeKernelTests
             Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
             Assert.True(Same(FloatDot.F16Scalar(ph + stride, py, n), po[1]));
             Assert.True(Same(FloatDot.F16(ph + stride, py, n), po[1]));
+            if (CpuFeatures.Avx2Fma)
+            {
+                // the 256-bit kernel as well (what runs on a CPU without AVX-512)
+                var narrow = new float[2];
+                bool special;
+                fixed (float* pn = narrow) FloatDot.F16Rows2Avx2(ph, stride, py, n, pn, out special);
+                Assert.False(special);
+                Assert.True(Same(po[0], narrow[0]) && Same(po[1], narrow[1]));
+                ushort kept = ph[stride + 1];
+                ph[stride + 1] = 0xFC00;
+                fixed (float* pn = narrow) FloatDot.F16Rows2Avx2(ph, stride, py, n, pn, out special);
+                Assert.Equal(n >= 32, special); // seen whenever it lies in the vector part
+                ph[stride + 1] = kept;
+            }
             if (n >= 40)
             {
                 // an infinity in the second row: both rows still exact (scalar path)
@@ -47,6 +61,12 @@ public unsafe class DecodeKernelTests
                 FloatDot.F16Rows2(ph, stride, py, n, po);
                 Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
                 Assert.True(Same(FloatDot.F16Scalar(ph + stride, py, n), po[1]));
+                ph[stride + 5] = 0x3C00;
+                ph[37] = 0xFC00; // -inf in the first row: the check looks at magnitudes, whatever the sign
+                FloatDot.F16Rows2(ph, stride, py, n, po);
+                Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
+                Assert.True(Same(FloatDot.F16Scalar(ph + stride, py, n), po[1]));
+                ph[37] = 0x3C00;
                 ph[stride + 5] = 0x7E01; // NaN
                 FloatDot.F16Rows2(ph, stride, py, n, po);
                 Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));

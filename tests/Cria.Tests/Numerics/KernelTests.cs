@@ -254,7 +254,11 @@ public unsafe class KernelTests
             Assert.Equal(float.PositiveInfinity, FloatDot.F16(ph, py, 64));
             h[5] = 0x7E01; // NaN
             Assert.True(float.IsNaN(FloatDot.F16(ph, py, 64)));
+            h[5] = 0xFC00; // -inf: the check looks at the magnitude, whatever the sign
+            Assert.Equal(float.NegativeInfinity, FloatDot.F16(ph, py, 64));
             h[5] = 0x7BFF; // 65504, largest finite
+            Assert.Equal(FloatDot.F16Scalar(ph, py, 64), FloatDot.F16(ph, py, 64));
+            h[5] = 0xFBFF; // -65504: finite, stays on the vector path with the same result
             Assert.Equal(FloatDot.F16Scalar(ph, py, 64), FloatDot.F16(ph, py, 64));
         }
     }

@@ -158,6 +158,48 @@ public static unsafe class Fp16Format
         return Avx512F.Multiply(Avx512F.And(w, Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector512.Create(TwoPow112));
     }
 
+    /// <summary>
+    /// Eight halves → eight floats (AVX2) with no infinity/NaN check: exact for every finite half. Callers
+    /// check the halves they convert with <see cref="TrackMagnitudes(ref Vector256{ushort}, ushort*)"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> ToSingle8Unchecked(ushort* p)
+    {
+        Vector256<int> w = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13);
+        return Avx.Multiply(Avx2.And(w, Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector256.Create(TwoPow112));
+    }
+
+    /// <summary>Sixteen halves → sixteen floats (AVX-512), the arithmetic of <see cref="ToSingle8Unchecked"/>, no infinity/NaN check.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> ToSingle16Unchecked(ushort* p)
+    {
+        Vector512<int> w = Avx512F.ShiftLeftLogical(Avx512BW.ConvertToVector512Int32(Avx.LoadVector256((short*)p)), 13);
+        return Avx512F.Multiply(Avx512F.And(w, Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector512.Create(TwoPow112));
+    }
+
+    /// <summary>
+    /// Folds sixteen halves' magnitudes (sign cleared) into a running unsigned 16-bit max; afterwards
+    /// <see cref="SawSpecialHalf(Vector256{ushort})"/> tells whether any was infinity or NaN (magnitude ≥ 0x7C00).
+    /// Two 16-bit operations per sixteen halves, no shifts, so the check costs less than the conversion's own.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void TrackMagnitudes(ref Vector256<ushort> max, ushort* p) =>
+        max = Avx2.Max(max, Avx2.And(Avx.LoadVector256(p), Vector256.Create((ushort)0x7FFF)));
+
+    /// <summary>As <see cref="TrackMagnitudes(ref Vector256{ushort}, ushort*)"/> for thirty-two halves (AVX-512).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void TrackMagnitudes(ref Vector512<ushort> max, ushort* p) =>
+        max = Avx512BW.Max(max, Avx512F.And(Avx512F.LoadVector512(p), Vector512.Create((ushort)0x7FFF)));
+
+    /// <summary>True when a running max from <see cref="TrackMagnitudes(ref Vector512{ushort}, ushort*)"/> saw an infinity or NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool SawSpecialHalf(Vector512<ushort> max) => SawSpecialHalf(Avx2.Max(max.GetLower(), max.GetUpper()));
+
+    /// <summary>True when a running max from <see cref="TrackMagnitudes(ref Vector256{ushort}, ushort*)"/> saw an infinity or NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool SawSpecialHalf(Vector256<ushort> max) =>
+        !Avx.TestZ(Avx2.CompareEqual(Avx2.Max(max, Vector256.Create((ushort)0x7C00)), max), Vector256<ushort>.AllBitsSet);
+
     /// <summary>True when a running max from <see cref="ToSingle16"/> saw an infinity or NaN.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static bool SawSpecial(Vector512<uint> maxMagnitude) =>

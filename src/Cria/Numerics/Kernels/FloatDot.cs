@@ -109,15 +109,17 @@ public static unsafe class FloatDot
     {
         int np = n & ~31;
         Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
-        Vector256<uint> mag = default;
+        Vector256<ushort> mag = default;
         for (int i = 0; i < np; i += 32)
         {
-            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i, ref mag), Avx.LoadVector256(y + i), s0);
-            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 8, ref mag), Avx.LoadVector256(y + i + 8), s1);
-            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 16, ref mag), Avx.LoadVector256(y + i + 16), s2);
-            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 24, ref mag), Avx.LoadVector256(y + i + 24), s3);
+            Fp16Format.TrackMagnitudes(ref mag, w + i);
+            Fp16Format.TrackMagnitudes(ref mag, w + i + 16);
+            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i), Avx.LoadVector256(y + i), s0);
+            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 8), Avx.LoadVector256(y + i + 8), s1);
+            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 16), Avx.LoadVector256(y + i + 16), s2);
+            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 24), Avx.LoadVector256(y + i + 24), s3);
         }
-        special = Fp16Format.SawSpecial(mag);
+        special = Fp16Format.SawSpecialHalf(mag);
         double sum = ReduceFour(s0, s1, s2, s3);
         for (int i = np; i < n; i++) sum += Fp16Format.ToSingle(w[i]) * y[i];
         return (float)sum;
@@ -144,12 +146,12 @@ public static unsafe class FloatDot
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void F16Rows2Avx2(ushort* w, nint wStride, float* y, int n, float* output, out bool special)
+    internal static void F16Rows2Avx2(ushort* w, nint wStride, float* y, int n, float* output, out bool special)
     {
         int np = n & ~31;
         Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
         Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
-        Vector256<uint> mag = default;
+        Vector256<ushort> mag = default;
         ushort* v = w + wStride;
         nint ahead = 2 * wStride; // the same halves of the next pair of rows
         for (int i = 0; i < np; i += 32)
@@ -158,16 +160,18 @@ public static unsafe class FloatDot
             Sse.Prefetch0(v + i + ahead);
             Vector256<float> y0 = Avx.LoadVector256(y + i), y1 = Avx.LoadVector256(y + i + 8);
             Vector256<float> y2 = Avx.LoadVector256(y + i + 16), y3 = Avx.LoadVector256(y + i + 24);
-            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i, ref mag), y0, s0);
-            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 8, ref mag), y1, s1);
-            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 16, ref mag), y2, s2);
-            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i + 24, ref mag), y3, s3);
-            t0 = Fma.MultiplyAdd(Fp16Format.ToSingle8(v + i, ref mag), y0, t0);
-            t1 = Fma.MultiplyAdd(Fp16Format.ToSingle8(v + i + 8, ref mag), y1, t1);
-            t2 = Fma.MultiplyAdd(Fp16Format.ToSingle8(v + i + 16, ref mag), y2, t2);
-            t3 = Fma.MultiplyAdd(Fp16Format.ToSingle8(v + i + 24, ref mag), y3, t3);
+            Fp16Format.TrackMagnitudes(ref mag, w + i); Fp16Format.TrackMagnitudes(ref mag, w + i + 16);
+            Fp16Format.TrackMagnitudes(ref mag, v + i); Fp16Format.TrackMagnitudes(ref mag, v + i + 16);
+            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i), y0, s0);
+            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 8), y1, s1);
+            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 16), y2, s2);
+            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 24), y3, s3);
+            t0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(v + i), y0, t0);
+            t1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(v + i + 8), y1, t1);
+            t2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(v + i + 16), y2, t2);
+            t3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(v + i + 24), y3, t3);
         }
-        special = Fp16Format.SawSpecial(mag);
+        special = Fp16Format.SawSpecialHalf(mag);
         double sum0 = ReduceFour(s0, s1, s2, s3), sum1 = ReduceFour(t0, t1, t2, t3);
         for (int i = np; i < n; i++)
         {
@@ -189,7 +193,7 @@ public static unsafe class FloatDot
     {
         int np = n & ~31;
         Vector512<float> s01 = default, s23 = default, t01 = default, t23 = default;
-        Vector512<uint> mag = default;
+        Vector512<ushort> mag = default;
         ushort* v = w + wStride;
         nint ahead = 2 * wStride;
         for (int i = 0; i < np; i += 32)
@@ -197,12 +201,14 @@ public static unsafe class FloatDot
             Sse.Prefetch0(w + i + ahead);
             Sse.Prefetch0(v + i + ahead);
             Vector512<float> y01 = Avx512F.LoadVector512(y + i), y23 = Avx512F.LoadVector512(y + i + 16);
-            s01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16(w + i, ref mag), y01, s01);
-            s23 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16(w + i + 16, ref mag), y23, s23);
-            t01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16(v + i, ref mag), y01, t01);
-            t23 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16(v + i + 16, ref mag), y23, t23);
+            Fp16Format.TrackMagnitudes(ref mag, w + i);
+            Fp16Format.TrackMagnitudes(ref mag, v + i);
+            s01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Unchecked(w + i), y01, s01);
+            s23 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Unchecked(w + i + 16), y23, s23);
+            t01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Unchecked(v + i), y01, t01);
+            t23 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Unchecked(v + i + 16), y23, t23);
         }
-        special = Fp16Format.SawSpecial(mag);
+        special = Fp16Format.SawSpecialHalf(mag);
         double sum0 = ReduceFour(s01.GetLower(), s01.GetUpper(), s23.GetLower(), s23.GetUpper());
         double sum1 = ReduceFour(t01.GetLower(), t01.GetUpper(), t23.GetLower(), t23.GetUpper());
         for (int i = np; i < n; i++)
