@@ -23,7 +23,8 @@ public sealed class ServerLoadTests
     public const string Name = "ServerLoad";
 
     private const int Clients = 8, RequestsPerClient = 25, MaxTokens = 48;
-    private int _brokenStreams; // per test instance: responses with broken chunked framing (see RunClientsAsync)
+    // Responses whose chunked framing did not parse, with the bytes their connection read (see RunClientsAsync).
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _brokenStreams = new();
     private static readonly string[] Prompts = { "Once upon a time", "The little dog", "Lily wanted to", "One day, a big", "Tom and Sue", "The sun was" };
     private readonly ITestOutputHelper _out;
 
@@ -50,8 +51,7 @@ public sealed class ServerLoadTests
         _out.WriteLine($"{Clients} clients: {tokens} tokens in {time.TotalSeconds:F2} s = {aggregate:F0} tok/s aggregate ({aggregate / single:F2}x)");
         _out.WriteLine($"mean decode batch {server.Metrics.DecodedTokensTotal / (double)server.Metrics.DecodeStepsTotal:F2}, largest {server.Metrics.LargestBatch}; managed heap {heapAfterWarmup / 1e6:F1} -> {heapAtEnd / 1e6:F1} MB");
 
-        _out.WriteLine($"streams with broken chunked framing (known defect): {_brokenStreams}");
-        Assert.True(_brokenStreams <= 1, $"{_brokenStreams} responses arrived with broken chunked framing");
+        Assert.True(_brokenStreams.IsEmpty, $"{_brokenStreams.Count} responses arrived with broken chunked framing:\n{string.Join("\n", _brokenStreams)}");
         Assert.Equal(0, server.Metrics.ErrorsTotal);
         // Requests end at different lengths and the clients re-issue at their own pace, so whether all
         // eight ever generate in the same pass depends on timing (on a busy machine they may not);
@@ -98,11 +98,10 @@ public sealed class ServerLoadTests
                 try { sse = await response.Content.ReadAsStringAsync(); }
                 catch (HttpRequestException e) when (e.InnerException is HttpIOException { HttpRequestError: HttpRequestError.InvalidResponse })
                 {
-                    // KNOWN DEFECT, not yet found (2026-11-27): about one full-suite run in three, one streamed
-                    // response arrives with a broken chunked-transfer framing (the client reads event bytes where a
-                    // chunk header belongs). Counted and reported, and bounded below; see the closing note of issue 4.
-                    Interlocked.Increment(ref _brokenStreams);
-                    _out.WriteLine($"client {c}, request {r}: {e.InnerException.Message}; the bytes on the wire:\n{wire.Tails(4000)}");
+                    // Seen in about one full-suite run in three on 2026-11-27 (the client read event bytes where a
+                    // chunk header belongs) with HttpClient's own connections, not since the connections record
+                    // what they read (0 in 8 full-suite runs). Should it come back, the failure shows the bytes.
+                    _brokenStreams.Enqueue($"client {c}, request {r}: {e.InnerException.Message}; the bytes on the wire:\n{wire.Tails(4000)}");
                     continue;
                 }
                 string where = $"client {c}, request {r}";
