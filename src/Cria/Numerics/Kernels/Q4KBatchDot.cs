@@ -114,9 +114,9 @@ public static unsafe class Q4KBatchDot
 
             for (int g = 0; g < 4; g++)
             {
-                // Scales of sub-blocks 2g (low nibbles of the group) and 2g+1 (high nibbles), one int per lane.
-                Vector256<int> scA = Avx2.Shuffle((g < 2 ? scLow : scHigh).AsByte(), ByteMask(2 * (g & 1))).AsInt32();
-                Vector256<int> scB = Avx2.Shuffle((g < 2 ? scLow : scHigh).AsByte(), ByteMask(2 * (g & 1) + 1)).AsInt32();
+                // Scales of sub-blocks 2g (low nibbles of the group) and 2g+1 (high nibbles), twice per lane (two shorts).
+                Vector256<short> scA = Avx2.Shuffle((g < 2 ? scLow : scHigh).AsByte(), ByteMask(2 * (g & 1))).AsInt16();
+                Vector256<short> scB = Avx2.Shuffle((g < 2 ? scLow : scHigh).AsByte(), ByteMask(2 * (g & 1) + 1)).AsInt16();
                 nint q = o + 16 + 32 * g;
                 RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q, out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3);
                 RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q + 16, out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
@@ -133,10 +133,9 @@ public static unsafe class Q4KBatchDot
                 byte* x = a + (nint)i * ABytes + 4 + 64 * g;
                 for (int c = 0; c < nCols; c++, x += aStride)
                 {
-                    Vector256<int> dA = SubBlockDot(lo0, lo1, lo2, lo3, lo4, lo5, lo6, lo7, x);
-                    Vector256<int> dB = SubBlockDot(hi0, hi1, hi2, hi3, hi4, hi5, hi6, hi7, x + 32);
-                    Vector256<int> s = Avx2.Add(Avx2.MultiplyLow(dA, scA), Avx2.MultiplyLow(dB, scB));
-                    sums[c] = g == 0 ? s : Avx2.Add(sums[c], s);
+                    Vector256<int> s = g == 0 ? Vector256<int>.Zero : sums[c];
+                    s = AvxVnni.MultiplyWideningAndAdd(s, SubBlockHalves(lo0, lo1, lo2, lo3, lo4, lo5, lo6, lo7, x), scA);
+                    sums[c] = AvxVnni.MultiplyWideningAndAdd(s, SubBlockHalves(hi0, hi1, hi2, hi3, hi4, hi5, hi6, hi7, x + 32), scB);
                 }
             }
 
@@ -160,28 +159,35 @@ public static unsafe class Q4KBatchDot
         }
     }
 
-    /// <summary>Σ over one 32-element sub-block for eight weight rows: eight vpdpbusd (four chains of two) against broadcast activation dwords.</summary>
+    /// <summary>
+    /// One 32-element sub-block for eight weight rows, as two 16-element half sums per lane packed into
+    /// two shorts (low: elements 0..15, high: 16..31), ready for vpdpwssd with the scale in both shorts:
+    /// two chains of four vpdpbusd against broadcast activation dwords. A half sum is at most
+    /// 16 · 15 · 128 = 30720 in magnitude, so it fits a short exactly; scale · low + scale · high is the
+    /// sub-block's scaled sum, the same integer as scale · (whole sum).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> SubBlockDot(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
+    private static Vector256<short> SubBlockHalves(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
         Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, byte* x)
     {
         Vector256<int> s0 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g0, Vector256.Create(*(int*)x).AsSByte());
-        Vector256<int> s1 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
-        Vector256<int> s2 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g4, Vector256.Create(*(int*)(x + 16)).AsSByte());
-        Vector256<int> s3 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g6, Vector256.Create(*(int*)(x + 24)).AsSByte());
+        Vector256<int> s1 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g4, Vector256.Create(*(int*)(x + 16)).AsSByte());
         s0 = AvxVnni.MultiplyWideningAndAdd(s0, g1, Vector256.Create(*(int*)(x + 4)).AsSByte());
-        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
-        s2 = AvxVnni.MultiplyWideningAndAdd(s2, g5, Vector256.Create(*(int*)(x + 20)).AsSByte());
-        s3 = AvxVnni.MultiplyWideningAndAdd(s3, g7, Vector256.Create(*(int*)(x + 28)).AsSByte());
-        return Avx2.Add(Avx2.Add(s0, s1), Avx2.Add(s2, s3));
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g5, Vector256.Create(*(int*)(x + 20)).AsSByte());
+        s0 = AvxVnni.MultiplyWideningAndAdd(s0, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g6, Vector256.Create(*(int*)(x + 24)).AsSByte());
+        s0 = AvxVnni.MultiplyWideningAndAdd(s0, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
+        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g7, Vector256.Create(*(int*)(x + 28)).AsSByte());
+        return Avx2.Blend(s0.AsInt16(), Avx2.ShiftLeftLogical(s1, 16).AsInt16(), 0xAA);
     }
 
-    /// <summary>vpshufb mask taking byte <paramref name="k"/> of every dword, zero-extended to the dword.</summary>
+    /// <summary>vpshufb mask putting byte <paramref name="k"/> of every dword into both of its shorts (zero-extended).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> ByteMask(int k)
     {
-        uint m = 0x80808000u | (uint)k;
-        return Vector256.Create(m, m + 4, m + 8, m + 12, m, m + 4, m + 8, m + 12).AsByte();
+        uint m = 0x80008000u | (uint)k | ((uint)k << 16);
+        uint s4 = 0x00040004u;
+        return Vector256.Create(m, m + s4, m + 2 * s4, m + 3 * s4, m, m + s4, m + 2 * s4, m + 3 * s4).AsByte();
     }
 
     /// <summary>vpshufb mask taking bytes k and k+1 of every dword as two zero-extended shorts.</summary>
