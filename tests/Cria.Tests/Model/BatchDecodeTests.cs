@@ -91,7 +91,7 @@ public sealed class BatchDecodeTests : IDisposable
         using var model = LlamaModel.Load(Synthetic(type), new ModelOptions { Threads = 2 });
         var alone = Decode(model, kv, steps: 6, batched: false);
         var together = Decode(model, kv, steps: 6, batched: true);
-        if (type == GgmlType.Q8_0 && !Cria.Numerics.Kernels.Q8BatchDot.IsSupported)
+        if (type == GgmlType.Q8_0 && !Cria.Numerics.Kernels.CpuFeatures.VnniTiles)
         {
             // Q8_0 weights without VNNI tiles: every output is an integer dot per block, summed in the
             // same order whatever the batch size, so the rows agree bit for bit.

@@ -25,6 +25,16 @@ public static class CpuFeatures
         get => Avx2.IsSupported && Fma.IsSupported;
     }
 
+    /// <summary>
+    /// True when the 8×8 integer tiles for batched products run (<see cref="Q4KBatchDot"/>, <see cref="Q6KBatchDot"/>,
+    /// <see cref="Q8BatchDot"/>): they need AVX-VNNI's vpdpbusd besides AVX2 + FMA.
+    /// </summary>
+    public static bool VnniTiles
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Avx2Fma && AvxVnni.IsSupported;
+    }
+
     /// <summary>"AVX2+FMA", "Vector256" or "scalar" (see the class remarks); "+VNNI" is appended when AVX-VNNI speeds up the integer dots.</summary>
     public static string Describe() =>
         Avx2Fma ? (AvxVnni.IsSupported ? "AVX2+FMA+VNNI" : "AVX2+FMA")

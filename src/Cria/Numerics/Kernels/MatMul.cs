@@ -141,7 +141,7 @@ public sealed unsafe class MatMul : IDisposable
             // Q4_0 with several rows also needs −8·Σa per activation block (Q4BatchDot).
             if (t == GgmlType.Q4_0 && batch > 1) EnsureBias((long)batch * (cols / Q8_0Format.BlockSize));
             // Q8_0 with several rows on VNNI tiles takes its activations in offset form (Q8BatchDot).
-            bool offset = t == GgmlType.Q8_0 && batch > 1 && Q8BatchDot.IsSupported;
+            bool offset = t == GgmlType.Q8_0 && batch > 1 && CpuFeatures.VnniTiles;
             act = Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes, t == GgmlType.Q4_0 && batch > 1 ? _bias : null, offset);
         }
         else if (t is GgmlType.Q4_1 or GgmlType.Q5_1)
@@ -177,7 +177,7 @@ public sealed unsafe class MatMul : IDisposable
         if (batch > 1) rowsPerChunk = (int)Math.Clamp((paired ? 512 : 48) * 1024 / Math.Max(1, weightChunkRowBytes), 4, paired ? 4 * PairedMaxGroups : 64);
         rowsPerChunk = Math.Min(rowsPerChunk, Math.Max(4, rows / (2 * threads)));
         rowsPerChunk = Math.Max(4, rowsPerChunk & ~3);
-        bool vnniTiles = t is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.Q8_0 && batch > 1 && Q4KBatchDot.IsSupported && Q6KBatchDot.IsSupported && Q8BatchDot.IsSupported;
+        bool vnniTiles = t is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.Q8_0 && batch > 1 && CpuFeatures.VnniTiles;
         if (t == GgmlType.Q4_0 && batch > 1 || vnniTiles) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
@@ -386,7 +386,7 @@ public sealed unsafe class MatMul : IDisposable
                 {
                     case GgmlType.Q8_0:
                         // One activation row: ggml's vec_dot; several (with VNNI): one int32 per block and output (Q8BatchDot).
-                        if (Batch > 1 && Q8BatchDot.IsSupported) VnniTiles(r0, r1);
+                        if (Batch > 1 && CpuFeatures.VnniTiles) VnniTiles(r0, r1);
                         else Quantized<Q8Weights>(r0, r1);
                         break;
                     case GgmlType.Q4_0:
@@ -403,7 +403,7 @@ public sealed unsafe class MatMul : IDisposable
                     case GgmlType.Q4_K:
                     case GgmlType.Q6_K:
                         // One activation row: ggml's vec_dot; several: one int32 per super-block and output (Q4KBatchDot, Q6KBatchDot).
-                        if (Batch > 1 && Q4KBatchDot.IsSupported && Q6KBatchDot.IsSupported) VnniTiles(r0, r1);
+                        if (Batch > 1 && CpuFeatures.VnniTiles) VnniTiles(r0, r1);
                         else RowDots(r0, r1);
                         break;
                     case GgmlType.Q4_1:

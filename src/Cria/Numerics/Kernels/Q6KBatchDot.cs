@@ -37,13 +37,6 @@ public static unsafe class Q6KBatchDot
     private const int WBytes = Q6_KFormat.BlockBytes; // 210
     private const int ABytes = Q8_KFormat.BlockBytes; // 292
 
-    /// <summary>True when <see cref="Tile"/> can run (it needs AVX-VNNI's vpdpbusd).</summary>
-    internal static bool IsSupported
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => CpuFeatures.Avx2Fma && AvxVnni.IsSupported;
-    }
-
     /// <summary>Scalar twin: one output in this class's order.</summary>
     internal static float DotScalar(byte* w, byte* a, int blocks)
     {
@@ -63,7 +56,7 @@ public static unsafe class Q6KBatchDot
 
     /// <summary>
     /// Rows <c>w + i·wStride</c> (i &lt; <paramref name="nRows"/> ≤ 8) · activation rows <c>a + c·aStride</c>
-    /// (c &lt; <paramref name="nCols"/> ≤ 8): results to y[c·yStride + i]. Requires <see cref="IsSupported"/>.
+    /// (c &lt; <paramref name="nCols"/> ≤ 8): results to y[c·yStride + i]. Requires <see cref="CpuFeatures.VnniTiles"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)

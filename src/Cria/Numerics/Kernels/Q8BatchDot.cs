@@ -34,13 +34,6 @@ public static unsafe class Q8BatchDot
 
     private const int Bytes = Q8_0Format.BlockBytes; // 34
 
-    /// <summary>True when <see cref="Tile"/> can run (it needs AVX-VNNI's vpdpbusd).</summary>
-    internal static bool IsSupported
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        get => CpuFeatures.Avx2Fma && AvxVnni.IsSupported;
-    }
-
     /// <summary>Flips the sign bit of every code of <paramref name="blocks"/> Q8_0 blocks (code + 128 as an unsigned byte); its own inverse.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void ToOffsetForm(byte* a, int blocks)
@@ -68,7 +61,7 @@ public static unsafe class Q8BatchDot
 
     /// <summary>
     /// Rows <c>w + i·wStride</c> (i &lt; <paramref name="nRows"/> ≤ 8) · activation rows <c>a + c·aStride</c> in offset
-    /// form (c &lt; <paramref name="nCols"/> ≤ 8): results to y[c·yStride + i]. Requires <see cref="IsSupported"/>.
+    /// form (c &lt; <paramref name="nCols"/> ≤ 8): results to y[c·yStride + i]. Requires <see cref="CpuFeatures.VnniTiles"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
