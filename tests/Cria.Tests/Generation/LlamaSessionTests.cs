@@ -119,12 +119,18 @@ public class LlamaSessionTests
         using var session = new LlamaSession(model, new ContextOptions { ContextSize = 512 });
         using var tokens = session.GenerateTokens(session.Tokenize("Once upon a time"), Greedy(300)).GetEnumerator();
         for (int i = 0; i < 20; i++) Assert.True(tokens.MoveNext());
-        long before = GC.GetAllocatedBytesForCurrentThread();
+        // Two windows of 100 tokens: an allocation per token shows in both. Once, in a full-suite run
+        // (2026-11-27, other tests busy on both cores), one window of this test saw 1896 bytes that never
+        // reproduced alone or under CPU load; a one-off like that (a lazily created runtime object) is
+        // not per token, so one clean window is required, and both are reported.
+        long start = GC.GetAllocatedBytesForCurrentThread();
         int produced = 0;
-        for (int i = 0; i < 200 && tokens.MoveNext(); i++) produced++;
-        long after = GC.GetAllocatedBytesForCurrentThread();
-        Assert.True(produced > 50, $"only {produced} tokens");
-        Assert.Equal(0, after - before);
+        for (int i = 0; i < 100 && tokens.MoveNext(); i++) produced++;
+        long middle = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100 && tokens.MoveNext(); i++) produced++;
+        long end = GC.GetAllocatedBytesForCurrentThread();
+        Assert.True(produced == 200, $"only {produced} tokens");
+        Assert.True(Math.Min(middle - start, end - middle) == 0, $"allocated {middle - start} and {end - middle} bytes in two windows of 100 tokens");
     }
 
     [SkippableFact]
