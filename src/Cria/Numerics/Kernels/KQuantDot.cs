@@ -267,23 +267,28 @@ public static unsafe class KQuantDot
             summs = MathF.FusedMultiplyAdd(dmin, MinSum(mins, (short*)(a + 260)), summs);
             sbyte* q8 = (sbyte*)(a + 4);
             Vector256<byte> qh = Avx.LoadVector256(w + 16);
-            Vector256<int> sumi = Vector256<int>.Zero;
-            for (int g = 0; g < 4; g++)
-            {
-                Vector256<byte> bits = Avx.LoadVector256(w + 48 + 32 * g);
-                // qh is shifted right by one bit per 32-element chunk, so bit 0 of each byte is the current high bit.
-                Vector256<byte> lo = Avx2.Or(Avx2.And(bits, m4), Avx2.ShiftLeftLogical(Avx2.And(qh, one).AsUInt16(), 4).AsByte());
-                qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 1).AsByte();
-                Vector256<byte> hi = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4),
-                    Avx2.ShiftLeftLogical(Avx2.And(qh, one).AsUInt16(), 4).AsByte());
-                qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 1).AsByte();
-                sumi = Avx2.Add(sumi, Avx2.Add(
-                    ScaledLanes(lo, Avx.LoadVector256(q8 + 64 * g), ScaleOf(scales, 2 * g)),
-                    ScaledLanes(hi, Avx.LoadVector256(q8 + 64 * g + 32), ScaleOf(scales, 2 * g + 1))));
-            }
-            acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(sumi), acc);
+            // Unrolled (constant scale shuffles); groups 0-1 and 2-3 in two accumulators, the same integers as one running sum.
+            Vector256<int> sum01 = Avx2.Add(Q5Group(w, q8, qh, m4, one, scales, 0), Q5Group(w, q8, qh, m4, one, scales, 1));
+            Vector256<int> sum23 = Avx2.Add(Q5Group(w, q8, qh, m4, one, scales, 2), Q5Group(w, q8, qh, m4, one, scales, 3));
+            acc = Fma.MultiplyAdd(Vector256.Create(d), Avx.ConvertToVector256Single(Avx2.Add(sum01, sum23)), acc);
         }
         return QuantDot.HorizontalSum(acc) + summs;
+    }
+
+    /// <summary>
+    /// Group <paramref name="g"/> (64 elements) of a Q5_K super-block: scale_2g · (low codes · a) + scale_2g+1 · (high codes · a)
+    /// per lane; the fifth bits of the group's two sub-blocks are bits 2g and 2g+1 of <paramref name="qh"/>'s bytes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q5Group(byte* w, sbyte* q8, Vector256<byte> qh, Vector256<byte> m4, Vector256<byte> one, Vector256<byte> scales, int g)
+    {
+        Vector256<byte> bits = Avx.LoadVector256(w + 48 + 32 * g);
+        Vector256<byte> h = Vector256.ShiftRightLogical(qh.AsUInt16(), 2 * g).AsByte(); // bit 0: sub-block 2g, bit 1: 2g+1
+        Vector256<byte> lo = Avx2.Or(Avx2.And(bits, m4), Avx2.ShiftLeftLogical(Avx2.And(h, one).AsUInt16(), 4).AsByte());
+        Vector256<byte> hi = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte(), m4),
+            Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(h.AsUInt16(), 1).AsByte(), one).AsUInt16(), 4).AsByte());
+        return Avx2.Add(ScaledLanes(lo, Avx.LoadVector256(q8 + 64 * g), ScaleOf(scales, 2 * g)),
+                        ScaledLanes(hi, Avx.LoadVector256(q8 + 64 * g + 32), ScaleOf(scales, 2 * g + 1)));
     }
 
     // ------------------------------------------------------------------ AVX2, one weight row × four activation rows
