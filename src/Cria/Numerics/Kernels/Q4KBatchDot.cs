@@ -24,8 +24,9 @@ namespace Cria.Numerics.Kernels;
 /// mins are unpacked with 32-bit mask-and-shift steps on all eight rows at once. Per group of 64
 /// elements the eight rows' packed nibbles are transposed (8 rows × 8 dwords), giving sixteen
 /// vectors whose lane r holds four 4-bit codes of row r; each group of four activation bytes is
-/// broadcast and multiplied into all eight rows with one vpdpbusd, the two 32-element sub-block
-/// sums are multiplied by their scales (vpmulld) and added to S. The weights are read in place
+/// broadcast and multiplied into all eight rows with one vpdpbusd; each 32-element sub-block's two
+/// 16-element half sums are packed into a lane's two shorts and one vpdpwssd adds scale · (both) to S
+/// (<see cref="PackHalves"/>). The weights are read in place
 /// (no repacking, no extra memory). <see cref="DotScalar"/> is the scalar twin (same bits).
 /// </para>
 /// </summary>
