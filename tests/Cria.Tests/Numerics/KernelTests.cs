@@ -260,6 +260,14 @@ public unsafe class KernelTests
             Assert.Equal(FloatDot.F16Scalar(ph, py, 64), FloatDot.F16(ph, py, 64));
             h[5] = 0xFBFF; // -65504: finite, stays on the vector path with the same result
             Assert.Equal(FloatDot.F16Scalar(ph, py, 64), FloatDot.F16(ph, py, 64));
+            // the blocked (tinyBLAS-order) dot checks the same way
+            foreach (ushort special in new ushort[] { 0x7C00, 0xFC00, 0x7E01, 0x7BFF, 0xFBFF })
+            {
+                h[61] = special;
+                float blocked = FloatDot.F16Blocked(ph, py, 64), reference = FloatDot.F16BlockedScalar(ph, py, 64);
+                Assert.True(BitConverter.SingleToInt32Bits(reference) == BitConverter.SingleToInt32Bits(blocked) || float.IsNaN(reference) && float.IsNaN(blocked),
+                    $"half 0x{special:X4}: {blocked:R} vs {reference:R}");
+            }
         }
     }
 

@@ -129,64 +129,55 @@ public static unsafe class Fp16Format
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<float> ToSingle8(ushort* p, out Vector256<int> special)
     {
-        // Sign-extend to 32 bits and shift by 13: the half's exponent+fraction land in bits 27..13,
-        // copies of the sign fill bits 31..28; masking leaves sign | (magnitude << 13).
-        Vector256<int> w = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13);
-        Vector256<float> v = Avx.Multiply(Avx2.And(w, Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector256.Create(TwoPow112));
+        Vector256<int> w = Shifted8(p);
         // magnitude >= 0x7C00  <=>  (magnitude << 17) >= 0xF8000000 (unsigned)
         Vector256<uint> m = Avx2.ShiftLeftLogical(w, 4).AsUInt32();
         special = Avx2.CompareEqual(Avx2.Max(m, Vector256.Create(0xF8000000u)), m).AsInt32();
-        return v;
-    }
-
-    /// <summary>As <see cref="ToSingle8(ushort*, out Vector256{int})"/> but folds the special-lane check into a running unsigned max (cheaper in hot loops):
-    /// after the loop, any lane of <paramref name="maxMagnitude"/> &gt;= 0xF8000000 means an infinity/NaN was seen.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> ToSingle8(ushort* p, ref Vector256<uint> maxMagnitude)
-    {
-        Vector256<int> w = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13);
-        maxMagnitude = Avx2.Max(maxMagnitude, Avx2.ShiftLeftLogical(w, 4).AsUInt32());
-        return Avx.Multiply(Avx2.And(w, Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector256.Create(TwoPow112));
-    }
-
-    /// <summary>Sixteen halves → sixteen floats with AVX-512 registers, the arithmetic of <see cref="ToSingle8(ushort*, ref Vector256{uint})"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> ToSingle16(ushort* p, ref Vector512<uint> maxMagnitude)
-    {
-        Vector512<int> w = Avx512F.ShiftLeftLogical(Avx512BW.ConvertToVector512Int32(Avx.LoadVector256((short*)p)), 13);
-        maxMagnitude = Avx512F.Max(maxMagnitude, Avx512F.ShiftLeftLogical(w, 4).AsUInt32());
-        return Avx512F.Multiply(Avx512F.And(w, Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector512.Create(TwoPow112));
+        return FromShifted(w);
     }
 
     /// <summary>
     /// Eight halves → eight floats (AVX2) with no infinity/NaN check: exact for every finite half. Callers
-    /// check the halves they convert with <see cref="TrackMagnitudes(ref Vector256{ushort}, ushort*)"/>.
+    /// check the halves they convert with <see cref="TrackMagnitudes(ref Vector128{ushort}, ushort*)"/> (or its wider forms).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> ToSingle8Unchecked(ushort* p)
-    {
-        Vector256<int> w = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13);
-        return Avx.Multiply(Avx2.And(w, Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector256.Create(TwoPow112));
-    }
+    internal static Vector256<float> ToSingle8Unchecked(ushort* p) => FromShifted(Shifted8(p));
 
     /// <summary>Sixteen halves → sixteen floats (AVX-512), the arithmetic of <see cref="ToSingle8Unchecked"/>, no infinity/NaN check.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> ToSingle16Unchecked(ushort* p)
     {
         Vector512<int> w = Avx512F.ShiftLeftLogical(Avx512BW.ConvertToVector512Int32(Avx.LoadVector256((short*)p)), 13);
-        return Avx512F.Multiply(Avx512F.And(w, Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle(), Vector512.Create(TwoPow112));
+        return Avx512F.Multiply(Avx512F.And(w, Vector512.Create(SignAndMagnitude)).AsSingle(), Vector512.Create(TwoPow112));
     }
 
+    // Sign-extend to 32 bits and shift by 13: the half's exponent+fraction land in bits 27..13, copies
+    // of the sign fill bits 31..28; masking with SignAndMagnitude leaves sign | (magnitude << 13), and
+    // the multiply by 2^112 rebiases the exponent (and normalises subnormal halves) exactly.
+    private const int SignAndMagnitude = unchecked((int)0x8FFFE000);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Shifted8(ushort* p) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> FromShifted(Vector256<int> w) =>
+        Avx.Multiply(Avx2.And(w, Vector256.Create(SignAndMagnitude)).AsSingle(), Vector256.Create(TwoPow112));
+
     /// <summary>
-    /// Folds sixteen halves' magnitudes (sign cleared) into a running unsigned 16-bit max; afterwards
-    /// <see cref="SawSpecialHalf(Vector256{ushort})"/> tells whether any was infinity or NaN (magnitude ≥ 0x7C00).
-    /// Two 16-bit operations per sixteen halves, no shifts, so the check costs less than the conversion's own.
+    /// Folds eight halves' magnitudes (sign cleared) into a running unsigned 16-bit max; afterwards
+    /// <see cref="SawSpecialHalf(Vector128{ushort})"/> tells whether any was infinity or NaN (magnitude ≥ 0x7C00).
+    /// Two 16-bit operations per vector of halves, no shifts, so the check costs less than the conversion's own.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void TrackMagnitudes(ref Vector128<ushort> max, ushort* p) =>
+        max = Sse41.Max(max, Sse2.And(Sse2.LoadVector128(p), Vector128.Create((ushort)0x7FFF)));
+
+    /// <summary>As <see cref="TrackMagnitudes(ref Vector128{ushort}, ushort*)"/> for sixteen halves.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void TrackMagnitudes(ref Vector256<ushort> max, ushort* p) =>
         max = Avx2.Max(max, Avx2.And(Avx.LoadVector256(p), Vector256.Create((ushort)0x7FFF)));
 
-    /// <summary>As <see cref="TrackMagnitudes(ref Vector256{ushort}, ushort*)"/> for thirty-two halves (AVX-512).</summary>
+    /// <summary>As <see cref="TrackMagnitudes(ref Vector128{ushort}, ushort*)"/> for thirty-two halves (AVX-512).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void TrackMagnitudes(ref Vector512<ushort> max, ushort* p) =>
         max = Avx512BW.Max(max, Avx512F.And(Avx512F.LoadVector512(p), Vector512.Create((ushort)0x7FFF)));
@@ -197,16 +188,10 @@ public static unsafe class Fp16Format
 
     /// <summary>True when a running max from <see cref="TrackMagnitudes(ref Vector256{ushort}, ushort*)"/> saw an infinity or NaN.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static bool SawSpecialHalf(Vector256<ushort> max) =>
-        !Avx.TestZ(Avx2.CompareEqual(Avx2.Max(max, Vector256.Create((ushort)0x7C00)), max), Vector256<ushort>.AllBitsSet);
+    internal static bool SawSpecialHalf(Vector256<ushort> max) => SawSpecialHalf(Sse41.Max(max.GetLower(), max.GetUpper()));
 
-    /// <summary>True when a running max from <see cref="ToSingle16"/> saw an infinity or NaN.</summary>
+    /// <summary>True when a running max from <see cref="TrackMagnitudes(ref Vector128{ushort}, ushort*)"/> saw an infinity or NaN.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static bool SawSpecial(Vector512<uint> maxMagnitude) =>
-        SawSpecial(Avx2.Max(maxMagnitude.GetLower(), maxMagnitude.GetUpper()));
-
-    /// <summary>True when a running max from <see cref="ToSingle8(ushort*, ref Vector256{uint})"/> saw an infinity or NaN.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static bool SawSpecial(Vector256<uint> maxMagnitude) =>
-        !Avx.TestZ(Avx2.CompareEqual(Avx2.Max(maxMagnitude, Vector256.Create(0xF8000000u)), maxMagnitude), Vector256<uint>.AllBitsSet);
+    internal static bool SawSpecialHalf(Vector128<ushort> max) =>
+        !Sse41.TestZ(Sse2.CompareEqual(Sse41.Max(max, Vector128.Create((ushort)0x7C00)), max), Vector128<ushort>.AllBitsSet);
 }

@@ -344,9 +344,13 @@ public static unsafe class FloatDot
         if (CpuFeatures.Avx2Fma)
         {
             Vector256<float> acc = default;
-            Vector256<uint> mag = default;
-            for (int i = 0; i < n; i += 8) acc = Fma.MultiplyAdd(Fp16Format.ToSingle8(w + i, ref mag), Avx.LoadVector256(y + i), acc);
-            if (!Fp16Format.SawSpecial(mag)) return QuantDot.HorizontalSum(acc);
+            Vector128<ushort> mag = default;
+            for (int i = 0; i < n; i += 8)
+            {
+                Fp16Format.TrackMagnitudes(ref mag, w + i);
+                acc = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i), Avx.LoadVector256(y + i), acc);
+            }
+            if (!Fp16Format.SawSpecialHalf(mag)) return QuantDot.HorizontalSum(acc);
         }
         return F16BlockedScalar(w, y, n);
     }

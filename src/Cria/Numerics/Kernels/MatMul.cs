@@ -520,8 +520,8 @@ public sealed unsafe class MatMul : IDisposable
             }
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         /// <summary>Batched Q8_0, Q4_K and Q6_K products on the 8 × 8 VNNI tiles (Q8BatchDot, Q4KBatchDot, Q6KBatchDot).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void VnniTiles(int r0, int r1)
         {
             GgmlType t = Weights.Type;

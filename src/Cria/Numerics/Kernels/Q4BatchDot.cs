@@ -149,9 +149,8 @@ public static unsafe class Q4BatchDot
         float* half = Fp16Format.Table;
         // Missing rows / columns repeat the last one (computed, not stored).
         RowTranspose.RowPointers(w, wStride, nRows, out byte* w0, out byte* w1, out byte* w2, out byte* w3, out byte* w4, out byte* w5, out byte* w6, out byte* w7);
+        RowTranspose.RowPointers(a, aStride, nCols, out byte* a0, out byte* a1, out byte* a2, out byte* a3, out byte* a4, out byte* a5, out byte* a6, out byte* a7);
         int lc = nCols - 1;
-        byte* a0 = a, a1 = a + Math.Min(1, lc) * aStride, a2 = a + Math.Min(2, lc) * aStride, a3 = a + Math.Min(3, lc) * aStride;
-        byte* a4 = a + Math.Min(4, lc) * aStride, a5 = a + Math.Min(5, lc) * aStride, a6 = a + Math.Min(6, lc) * aStride, a7 = a + Math.Min(7, lc) * aStride;
         int* s0 = bias, s1 = bias + Math.Min(1, lc) * blocks, s2 = bias + Math.Min(2, lc) * blocks, s3 = bias + Math.Min(3, lc) * blocks;
         int* s4 = bias + Math.Min(4, lc) * blocks, s5 = bias + Math.Min(5, lc) * blocks, s6 = bias + Math.Min(6, lc) * blocks, s7 = bias + Math.Min(7, lc) * blocks;
         Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;

@@ -38,8 +38,8 @@ internal static class RowTranspose
               out d0, out d1, out d2, out d3);
 
     /// <summary>
-    /// The eight weight-row pointers of a tile over <paramref name="nRows"/> (1..8) rows: rows past the last
-    /// repeat it (computed, never stored).
+    /// The eight row pointers of a tile over <paramref name="nRows"/> (1..8) weight or activation rows: rows
+    /// past the last repeat it (computed, never stored).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static unsafe void RowPointers(byte* w, nint stride, int nRows, out byte* w0, out byte* w1, out byte* w2, out byte* w3,
