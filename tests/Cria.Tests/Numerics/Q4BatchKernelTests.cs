@@ -51,21 +51,16 @@ public unsafe class Q4BatchKernelTests
 
     private delegate void TileFn(byte* w, nint wStride, int nRows, byte* a, nint aStride, int* bias, int nCols, int blocks, float* y, nint yStride);
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(BlockCounts))]
     public void VectorTilesEqualScalarTwin_ForEveryPartialTile(int blocks)
     {
-        if (!(Avx2.IsSupported && Fma.IsSupported)) return;
+        Skip.IfNot(Avx2.IsSupported && Fma.IsSupported, "the vector tiles need AVX2 and FMA, which this CPU lacks (the scalar twin is tested on its own)");
         var rng = new Random(7000 + blocks);
-        const int rowPad = 5, colPad = 3; // strides wider than a row
         const int C = Q4BatchDot.TileColumns;
-        nint wStride = blocks * 18 + rowPad, aStride = blocks * 34 + colPad, yStride = 11;
-        var w = new byte[8 * wStride];
-        var a = new byte[C * aStride];
-        var wr = RandomQ4Rows(rng, 8, blocks);
-        var ar = RandomQ8Rows(rng, C, blocks);
-        for (int r = 0; r < 8; r++) Array.Copy(wr, r * blocks * 18, w, r * wStride, blocks * 18);
-        for (int c = 0; c < C; c++) Array.Copy(ar, c * blocks * 34, a, c * aStride, blocks * 34);
+        nint wStride = blocks * 18 + 5, aStride = blocks * 34 + 3; // strides wider than a row
+        var w = TileCheck.Strided(RandomQ4Rows(rng, 8, blocks), 8, blocks * 18, wStride);
+        var a = TileCheck.Strided(RandomQ8Rows(rng, C, blocks), C, blocks * 34, aStride);
         var bias = new int[C * blocks];
 
         var paths = new List<(string name, TileFn fn)> { ("AVX2", Q4BatchDot.Tile<Q4BatchDot.NoVnni>), ("dispatch", Q4BatchDot.TileAvx2) };
@@ -80,25 +75,10 @@ public unsafe class Q4BatchKernelTests
             for (int c = 0; c < C; c++)
                 for (int r = 0; r < 8; r++)
                     expected[c, r] = Q4BatchDot.DotScalar(pw + r * wStride, pa + c * aStride, blocks);
-
+            nint wp = (nint)pw, ap = (nint)pa, bp = (nint)pb;
             foreach (var (name, fn) in paths)
-                for (int nRows = 1; nRows <= 8; nRows++)
-                    for (int nCols = 1; nCols <= C; nCols++)
-                    {
-                        var y = new float[C * yStride];
-                        Array.Fill(y, float.NaN);
-                        fixed (float* py = y) fn(pw, wStride, nRows, pa, aStride, pb, nCols, blocks, py, yStride);
-                        for (int c = 0; c < C; c++)
-                            for (int i = 0; i < yStride; i++)
-                            {
-                                float got = y[c * yStride + i];
-                                if (c < nCols && i < nRows)
-                                    Assert.True(BitConverter.SingleToInt32Bits(expected[c, i]) == BitConverter.SingleToInt32Bits(got),
-                                        $"{name} {nRows}x{nCols} blocks {blocks} [c{c}, r{i}]: scalar {expected[c, i]:R}, tile {got:R}");
-                                else
-                                    Assert.True(float.IsNaN(got), $"{name} {nRows}x{nCols}: wrote outside the tile at [c{c}, {i}]");
-                            }
-                    }
+                TileCheck.EveryPartialTileEquals(expected,
+                    (nRows, nCols, py, ys) => fn((byte*)wp, wStride, nRows, (byte*)ap, aStride, (int*)bp, nCols, blocks, py, ys), $"{name} blocks {blocks}");
         }
     }
 

@@ -66,12 +66,8 @@ public unsafe class Q4KBatchKernelTests
         const int rowPad = 5, colPad = 3;
         const int R = Q4KBatchDot.TileRows, C = Q4KBatchDot.TileColumns;
         nint wStride = blocks * WB + rowPad, aStride = blocks * AB + colPad;
-        var w = new byte[R * wStride];
-        var a = new byte[C * aStride];
-        var wr = RandomQ4KRows(rng, R, blocks);
-        var ar = RandomQ8KRows(rng, C, blocks);
-        for (int r = 0; r < R; r++) Array.Copy(wr, r * blocks * WB, w, r * wStride, blocks * WB);
-        for (int c = 0; c < C; c++) Array.Copy(ar, c * blocks * AB, a, c * aStride, blocks * AB);
+        var w = TileCheck.Strided(RandomQ4KRows(rng, R, blocks), R, blocks * WB, wStride);
+        var a = TileCheck.Strided(RandomQ8KRows(rng, C, blocks), C, blocks * AB, aStride);
 
         fixed (byte* pw = w)
         fixed (byte* pa = a)

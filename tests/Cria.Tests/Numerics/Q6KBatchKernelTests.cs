@@ -41,12 +41,8 @@ public unsafe class Q6KBatchKernelTests
         var rng = new Random(7200 + blocks);
         const int R = Q6KBatchDot.TileRows, C = Q6KBatchDot.TileColumns;
         nint wStride = blocks * WB + 7, aStride = blocks * AB + 3;
-        var w = new byte[R * wStride];
-        var a = new byte[C * aStride];
-        var wr = RandomQ6KRows(rng, R, blocks);
-        var ar = Q4KBatchKernelTests.RandomQ8KRows(rng, C, blocks);
-        for (int r = 0; r < R; r++) Array.Copy(wr, r * blocks * WB, w, r * wStride, blocks * WB);
-        for (int c = 0; c < C; c++) Array.Copy(ar, c * blocks * AB, a, c * aStride, blocks * AB);
+        var w = TileCheck.Strided(RandomQ6KRows(rng, R, blocks), R, blocks * WB, wStride);
+        var a = TileCheck.Strided(Q4KBatchKernelTests.RandomQ8KRows(rng, C, blocks), C, blocks * AB, aStride);
 
         fixed (byte* pw = w)
         fixed (byte* pa = a)

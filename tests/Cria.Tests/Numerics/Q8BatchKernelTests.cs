@@ -43,12 +43,8 @@ public unsafe class Q8BatchKernelTests
         var rng = new Random(7300 + blocks);
         const int R = Q8BatchDot.TileRows, C = Q8BatchDot.TileColumns;
         nint wStride = blocks * B + 5, aStride = blocks * B + 3;
-        var w = new byte[R * wStride];
-        var a = new byte[C * aStride];
-        var wr = RandomQ8Rows(rng, R, blocks);
-        var ar = RandomQ8Rows(rng, C, blocks);
-        for (int r = 0; r < R; r++) Array.Copy(wr, r * blocks * B, w, r * wStride, blocks * B);
-        for (int c = 0; c < C; c++) Array.Copy(ar, c * blocks * B, a, c * aStride, blocks * B);
+        var w = TileCheck.Strided(RandomQ8Rows(rng, R, blocks), R, blocks * B, wStride);
+        var a = TileCheck.Strided(RandomQ8Rows(rng, C, blocks), C, blocks * B, aStride);
 
         fixed (byte* pw = w)
         fixed (byte* pa = a)

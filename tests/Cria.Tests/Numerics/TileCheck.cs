@@ -5,6 +5,17 @@ namespace Cria.Tests.Numerics;
 /// <summary>The partial-tile check shared by the 8 × 8 batched-kernel tests.</summary>
 internal static unsafe class TileCheck
 {
+    /// <summary>
+    /// <paramref name="count"/> rows of <paramref name="rowBytes"/> bytes (packed in <paramref name="rows"/>) copied
+    /// <paramref name="stride"/> bytes apart, a stride wider than a row, so a kernel that ignored it would fail.
+    /// </summary>
+    public static byte[] Strided(byte[] rows, int count, int rowBytes, nint stride)
+    {
+        var strided = new byte[count * stride];
+        for (int r = 0; r < count; r++) Array.Copy(rows, r * rowBytes, strided, r * stride, rowBytes);
+        return strided;
+    }
+
     /// <summary>A tile call: nRows weight rows × nCols activation rows, results to y[c·yStride + r].</summary>
     public delegate void Tile(int nRows, int nCols, float* y, nint yStride);
 
