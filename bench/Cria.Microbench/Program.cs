@@ -68,6 +68,7 @@ public unsafe class DotKernels
 {
     private const int Rows = 64;
     private KernelData _f16, _q8, _q4, _q4k, _q6k;
+    private float* _f16Rebiased; // _f16's activations × 2^112, what F16Rows2 takes
 
     [Params(4096)]
     public int Cols;
@@ -76,6 +77,8 @@ public unsafe class DotKernels
     public void Setup()
     {
         _f16 = new KernelData(GgmlType.F16, Rows, Cols);
+        _f16Rebiased = (float*)NativeMemory.AlignedAlloc((nuint)(Cols * sizeof(float)), 64);
+        for (int i = 0; i < Cols; i++) _f16Rebiased[i] = ((float*)_f16.Activations)[i] * Fp16Format.RebiasScale;
         _q8 = new KernelData(GgmlType.Q8_0, Rows, Cols);
         _q4 = new KernelData(GgmlType.Q4_0, Rows, Cols);
         _q4k = new KernelData(GgmlType.Q4_K, Rows, Cols);
@@ -85,6 +88,7 @@ public unsafe class DotKernels
     [GlobalCleanup]
     public void Cleanup()
     {
+        NativeMemory.AlignedFree(_f16Rebiased);
         _f16.Dispose(); _q8.Dispose(); _q4.Dispose(); _q4k.Dispose(); _q6k.Dispose();
     }
 
@@ -104,7 +108,7 @@ public unsafe class DotKernels
         float s = 0;
         for (int r = 0; r < Rows; r += 2)
         {
-            FloatDot.F16Rows2((ushort*)(_f16.Weights + r * _f16.RowBytes), (nint)(_f16.RowBytes / 2), (float*)_f16.Activations, Cols, y);
+            FloatDot.F16Rows2((ushort*)(_f16.Weights + r * _f16.RowBytes), (nint)(_f16.RowBytes / 2), _f16Rebiased, Cols, y);
             s += y[0] + y[1];
         }
         return s;

@@ -31,12 +31,14 @@ public unsafe class DecodeKernelTests
         var h = new ushort[stride + n + 64];
         for (int i = 0; i < h.Length; i++) h[i] = Fp16Format.FromSingle((float)((rng.NextDouble() * 2 - 1) * 4));
         var y = RandomFloats(rng, n).Select(Fp16Format.Round).ToArray();
+        var ys = y.Select(v => v * Fp16Format.RebiasScale).ToArray(); // what F16Rows2 takes
         var output = new float[2];
         fixed (ushort* ph = h)
         fixed (float* py = y)
+        fixed (float* pys = ys)
         fixed (float* po = output)
         {
-            FloatDot.F16Rows2(ph, stride, py, n, po);
+            FloatDot.F16Rows2(ph, stride, pys, n, po);
             Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
             Assert.True(Same(FloatDot.F16Scalar(ph + stride, py, n), po[1]));
             Assert.True(Same(FloatDot.F16(ph + stride, py, n), po[1]));
@@ -45,12 +47,12 @@ public unsafe class DecodeKernelTests
                 // the 256-bit kernel as well (what runs on a CPU without AVX-512)
                 var narrow = new float[2];
                 bool special;
-                fixed (float* pn = narrow) FloatDot.F16Rows2Avx2(ph, stride, py, n, pn, out special);
+                fixed (float* pn = narrow) FloatDot.F16Rows2Avx2(ph, stride, pys, n, pn, out special);
                 Assert.False(special);
                 Assert.True(Same(po[0], narrow[0]) && Same(po[1], narrow[1]));
                 ushort kept = ph[stride + 1];
                 ph[stride + 1] = 0xFC00;
-                fixed (float* pn = narrow) FloatDot.F16Rows2Avx2(ph, stride, py, n, pn, out special);
+                fixed (float* pn = narrow) FloatDot.F16Rows2Avx2(ph, stride, pys, n, pn, out special);
                 Assert.Equal(n >= 32, special); // seen whenever it lies in the vector part
                 ph[stride + 1] = kept;
             }
@@ -58,20 +60,68 @@ public unsafe class DecodeKernelTests
             {
                 // an infinity in the second row: both rows still exact (scalar path)
                 ph[stride + 5] = 0x7C00;
-                FloatDot.F16Rows2(ph, stride, py, n, po);
+                FloatDot.F16Rows2(ph, stride, pys, n, po);
                 Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
                 Assert.True(Same(FloatDot.F16Scalar(ph + stride, py, n), po[1]));
                 ph[stride + 5] = 0x3C00;
                 ph[37] = 0xFC00; // -inf in the first row: the check looks at magnitudes, whatever the sign
-                FloatDot.F16Rows2(ph, stride, py, n, po);
+                FloatDot.F16Rows2(ph, stride, pys, n, po);
                 Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
                 Assert.True(Same(FloatDot.F16Scalar(ph + stride, py, n), po[1]));
                 ph[37] = 0x3C00;
                 ph[stride + 5] = 0x7E01; // NaN
-                FloatDot.F16Rows2(ph, stride, py, n, po);
+                FloatDot.F16Rows2(ph, stride, pys, n, po);
                 Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
                 Assert.True(float.IsNaN(po[1]));
             }
+        }
+    }
+
+    /// <summary>
+    /// The pre-scaled activations (y · 2^112) must give the same bits at the ends of F16's range: the
+    /// largest activations (±65504: y · 2^112 is just under float's maximum), subnormal weights (they
+    /// become float subnormals before the multiply) and the largest weights. Also one row computed
+    /// twice (stride 0), which MatMul uses for an odd last row.
+    /// </summary>
+    [Fact]
+    public void F16Rows2_IsExactAtTheEndsOfTheHalfRange()
+    {
+        var rng = new Random(7177);
+        int n = 1024 + 17;
+        var h = new ushort[2 * n + 64];
+        for (int i = 0; i < h.Length; i++)
+        {
+            ushort magnitude = (ushort)(rng.Next(4) switch
+            {
+                0 => rng.Next(1, 0x400),        // subnormal
+                1 => 0x7BFF - rng.Next(0x400),  // near 65504
+                _ => rng.Next(0x400, 0x7C00),   // any finite
+            });
+            h[i] = (ushort)(magnitude | (rng.Next(2) << 15));
+        }
+        var y = new float[n];
+        for (int i = 0; i < n; i++)
+            y[i] = rng.Next(3) switch
+            {
+                0 => rng.Next(2) == 0 ? 65504f : -65504f,
+                1 => Fp16Format.Round((float)(rng.NextDouble() * 1e-6)),
+                _ => Fp16Format.Round((float)(rng.NextDouble() * 2 - 1)),
+            };
+        var ys = y.Select(v => v * Fp16Format.RebiasScale).ToArray();
+        Assert.All(ys, v => Assert.True(float.IsFinite(v)));
+        var output = new float[2];
+        fixed (ushort* ph = h)
+        fixed (float* py = y)
+        fixed (float* pys = ys)
+        fixed (float* po = output)
+        {
+            FloatDot.F16Rows2(ph, n, pys, n, po);
+            Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
+            Assert.True(Same(FloatDot.F16Scalar(ph + n, py, n), po[1]));
+            Assert.True(Same(FloatDot.F16(ph + n, py, n), po[1]));
+            FloatDot.F16Rows2(ph + n, 0, pys, n, po);
+            Assert.True(Same(FloatDot.F16Scalar(ph + n, py, n), po[0]));
+            Assert.True(Same(po[0], po[1]));
         }
     }
 }

@@ -20,6 +20,18 @@ public static unsafe class Fp16Format
     private const float TwoPow112 = 5.192296858534828e+33f; // 2^112, turns (half bits << 13) into the value
 
     /// <summary>
+    /// 2^112: the factor between a half's value and the float its bits make when moved into float
+    /// position (<see cref="ToSingle16Rebiased"/>). Activations multiplied by it once let a dot product
+    /// skip the per-element multiply: (w · 2^-112) · (y · 2^112) is the same real product as w · y, so
+    /// every fused multiply-add rounds the same. Exact for any |y| &lt; 2^16, i.e. every value an F16
+    /// can hold.
+    /// </summary>
+    public const float RebiasScale = TwoPow112;
+
+    /// <summary>1 / <see cref="RebiasScale"/> (exact: a power of two).</summary>
+    public const float RebiasScaleInverse = 1.925929944387236e-34f; // 2^-112
+
+    /// <summary>
     /// All 65536 half values as floats (256 KiB, allocated once and never freed). A lookup beats
     /// the bit manipulation in the kernels' per-block scale conversions, as it does for ggml,
     /// which keeps the same table.
@@ -145,11 +157,24 @@ public static unsafe class Fp16Format
 
     /// <summary>Sixteen halves → sixteen floats (AVX-512), the arithmetic of <see cref="ToSingle8Unchecked"/>, no infinity/NaN check.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> ToSingle16Unchecked(ushort* p)
+    internal static Vector512<float> ToSingle16Unchecked(ushort* p) =>
+        Avx512F.Multiply(ToSingle16Rebiased(p), Vector512.Create(TwoPow112));
+
+    /// <summary>
+    /// Sixteen halves → their values × 2^-112 (AVX-512), exactly, with no multiply: the half's bits moved
+    /// into float position. Multiply by <see cref="RebiasScale"/> (or fold it into the other factor) for
+    /// the value. No infinity/NaN check.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> ToSingle16Rebiased(ushort* p)
     {
         Vector512<int> w = Avx512F.ShiftLeftLogical(Avx512BW.ConvertToVector512Int32(Avx.LoadVector256((short*)p)), 13);
-        return Avx512F.Multiply(Avx512F.And(w, Vector512.Create(SignAndMagnitude)).AsSingle(), Vector512.Create(TwoPow112));
+        return Avx512F.And(w, Vector512.Create(SignAndMagnitude)).AsSingle();
     }
+
+    /// <summary>Eight halves → their values × 2^-112 (AVX2), as <see cref="ToSingle16Rebiased"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> ToSingle8Rebiased(ushort* p) => Avx2.And(Shifted8(p), Vector256.Create(SignAndMagnitude)).AsSingle();
 
     // Sign-extend to 32 bits and shift by 13: the half's exponent+fraction land in bits 27..13, copies
     // of the sign fill bits 31..28; masking with SignAndMagnitude leaves sign | (magnitude << 13), and

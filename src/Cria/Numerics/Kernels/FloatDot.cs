@@ -126,29 +126,34 @@ public static unsafe class FloatDot
     }
 
     /// <summary>
-    /// Two F16 weight rows (stride <paramref name="wStride"/> halves) · one activation row: y[0], y[1],
-    /// each bit-identical to <see cref="F16(ushort*, float*, int)"/> (each row keeps its own four
-    /// accumulators; the activations are loaded once for both rows). The weights of the next pair of
-    /// rows are prefetched meanwhile: decode streams them once from memory, and the hardware
-    /// prefetcher stops at every 4 KiB page (a row or two), which halved the read rate.
+    /// Two F16 weight rows (stride <paramref name="wStride"/> halves) · one activation row, y[0], y[1], each
+    /// bit-identical to <see cref="F16(ushort*, float*, int)"/> with the activations <c>y</c>; but this kernel
+    /// takes them already multiplied by <see cref="Fp16Format.RebiasScale"/> (<paramref name="yRebiased"/> =
+    /// y · 2^112, exact for F16-rounded activations), so the weights need no multiply after their bits are
+    /// moved into float position (<see cref="Fp16Format.ToSingle16Rebiased"/>) and every fused multiply-add
+    /// sees the same real product. Each row keeps its own four accumulators; the activations are loaded
+    /// once for both rows. The weights of the next pair of rows are prefetched meanwhile: decode streams
+    /// them once from memory, and the hardware prefetcher stops at every 4 KiB page (a row or two), which
+    /// halved the read rate. <paramref name="wStride"/> = 0 computes one row twice.
     /// </summary>
-    internal static void F16Rows2(ushort* w, nint wStride, float* y, int n, float* output)
+    internal static void F16Rows2(ushort* w, nint wStride, float* yRebiased, int n, float* output)
     {
         if (CpuFeatures.Avx2Fma)
         {
             bool special;
-            if (Avx512BW.IsSupported) F16Rows2Avx512(w, wStride, y, n, output, out special);
-            else F16Rows2Avx2(w, wStride, y, n, output, out special);
+            if (Avx512BW.IsSupported) F16Rows2Avx512(w, wStride, yRebiased, n, output, out special);
+            else F16Rows2Avx2(w, wStride, yRebiased, n, output, out special);
             if (!special) return;
         }
-        output[0] = F16Scalar(w, y, n);
-        output[1] = F16Scalar(w + wStride, y, n);
+        output[0] = F16Scalar(w, yRebiased, n, Fp16Format.RebiasScaleInverse);
+        output[1] = F16Scalar(w + wStride, yRebiased, n, Fp16Format.RebiasScaleInverse);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void F16Rows2Avx2(ushort* w, nint wStride, float* y, int n, float* output, out bool special)
+    internal static void F16Rows2Avx2(ushort* w, nint wStride, float* yRebiased, int n, float* output, out bool special)
     {
         int np = n & ~31;
+        float* y = yRebiased;
         Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
         Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
         Vector256<ushort> mag = default;
@@ -162,24 +167,17 @@ public static unsafe class FloatDot
             Vector256<float> y2 = Avx.LoadVector256(y + i + 16), y3 = Avx.LoadVector256(y + i + 24);
             Fp16Format.TrackMagnitudes(ref mag, w + i); Fp16Format.TrackMagnitudes(ref mag, w + i + 16);
             Fp16Format.TrackMagnitudes(ref mag, v + i); Fp16Format.TrackMagnitudes(ref mag, v + i + 16);
-            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i), y0, s0);
-            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 8), y1, s1);
-            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 16), y2, s2);
-            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 24), y3, s3);
-            t0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(v + i), y0, t0);
-            t1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(v + i + 8), y1, t1);
-            t2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(v + i + 16), y2, t2);
-            t3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(v + i + 24), y3, t3);
+            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i), y0, s0);
+            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i + 8), y1, s1);
+            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i + 16), y2, s2);
+            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i + 24), y3, s3);
+            t0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(v + i), y0, t0);
+            t1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(v + i + 8), y1, t1);
+            t2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(v + i + 16), y2, t2);
+            t3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(v + i + 24), y3, t3);
         }
         special = Fp16Format.SawSpecialHalf(mag);
-        double sum0 = ReduceFour(s0, s1, s2, s3), sum1 = ReduceFour(t0, t1, t2, t3);
-        for (int i = np; i < n; i++)
-        {
-            sum0 += Fp16Format.ToSingle(w[i]) * y[i];
-            sum1 += Fp16Format.ToSingle(v[i]) * y[i];
-        }
-        output[0] = (float)sum0;
-        output[1] = (float)sum1;
+        F16Rows2Tail(w, v, y, np, n, ReduceFour(s0, s1, s2, s3), ReduceFour(t0, t1, t2, t3), output);
     }
 
     /// <summary>
@@ -189,9 +187,10 @@ public static unsafe class FloatDot
     /// costs half the instructions per element.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void F16Rows2Avx512(ushort* w, nint wStride, float* y, int n, float* output, out bool special)
+    internal static void F16Rows2Avx512(ushort* w, nint wStride, float* yRebiased, int n, float* output, out bool special)
     {
         int np = n & ~31;
+        float* y = yRebiased;
         Vector512<float> s01 = default, s23 = default, t01 = default, t23 = default;
         Vector512<ushort> mag = default;
         ushort* v = w + wStride;
@@ -203,32 +202,40 @@ public static unsafe class FloatDot
             Vector512<float> y01 = Avx512F.LoadVector512(y + i), y23 = Avx512F.LoadVector512(y + i + 16);
             Fp16Format.TrackMagnitudes(ref mag, w + i);
             Fp16Format.TrackMagnitudes(ref mag, v + i);
-            s01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Unchecked(w + i), y01, s01);
-            s23 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Unchecked(w + i + 16), y23, s23);
-            t01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Unchecked(v + i), y01, t01);
-            t23 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Unchecked(v + i + 16), y23, t23);
+            s01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Rebiased(w + i), y01, s01);
+            s23 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Rebiased(w + i + 16), y23, s23);
+            t01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Rebiased(v + i), y01, t01);
+            t23 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Rebiased(v + i + 16), y23, t23);
         }
         special = Fp16Format.SawSpecialHalf(mag);
-        double sum0 = ReduceFour(s01.GetLower(), s01.GetUpper(), s23.GetLower(), s23.GetUpper());
-        double sum1 = ReduceFour(t01.GetLower(), t01.GetUpper(), t23.GetLower(), t23.GetUpper());
-        for (int i = np; i < n; i++)
+        F16Rows2Tail(w, v, y, np, n,
+            ReduceFour(s01.GetLower(), s01.GetUpper(), s23.GetLower(), s23.GetUpper()),
+            ReduceFour(t01.GetLower(), t01.GetUpper(), t23.GetLower(), t23.GetUpper()), output);
+    }
+
+    /// <summary>The last n % 32 elements of <see cref="F16Rows2"/>, in <see cref="F16(ushort*, float*, int)"/>'s order, with the activations un-scaled (exactly).</summary>
+    private static void F16Rows2Tail(ushort* w, ushort* v, float* yRebiased, int from, int n, double sum0, double sum1, float* output)
+    {
+        for (int i = from; i < n; i++)
         {
-            sum0 += Fp16Format.ToSingle(w[i]) * y[i];
-            sum1 += Fp16Format.ToSingle(v[i]) * y[i];
+            float y = yRebiased[i] * Fp16Format.RebiasScaleInverse;
+            sum0 += Fp16Format.ToSingle(w[i]) * y;
+            sum1 += Fp16Format.ToSingle(v[i]) * y;
         }
         output[0] = (float)sum0;
         output[1] = (float)sum1;
     }
 
-    internal static float F16Scalar(ushort* w, float* y, int n)
+    /// <summary>The scalar twin of <see cref="F16(ushort*, float*, int)"/>; each activation is first multiplied by <paramref name="yScale"/> (a power of two: exact).</summary>
+    internal static float F16Scalar(ushort* w, float* y, int n, float yScale = 1f)
     {
         int np = n & ~31;
         float* s = stackalloc float[32];
         for (int k = 0; k < 32; k++) s[k] = 0;
         for (int i = 0; i < np; i += 32)
-            for (int k = 0; k < 32; k++) s[k] = MathF.FusedMultiplyAdd(Fp16Format.ToSingle(w[i + k]), y[i + k], s[k]);
+            for (int k = 0; k < 32; k++) s[k] = MathF.FusedMultiplyAdd(Fp16Format.ToSingle(w[i + k]), y[i + k] * yScale, s[k]);
         double sum = ReduceFour(s);
-        for (int i = np; i < n; i++) sum += Fp16Format.ToSingle(w[i]) * y[i];
+        for (int i = np; i < n; i++) sum += Fp16Format.ToSingle(w[i]) * (y[i] * yScale);
         return (float)sum;
     }
 

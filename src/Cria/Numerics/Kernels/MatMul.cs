@@ -157,7 +157,9 @@ public sealed unsafe class MatMul : IDisposable
         else if (t is GgmlType.F16 or GgmlType.BF16)
         {
             actRowBytes = (long)cols * sizeof(float);
-            act = Prepare(t == GgmlType.F16 ? PrepareKind.RoundF16 : PrepareKind.RoundBF16, x, batch, cols, actRowBytes);
+            // F16 decode (one row) multiplies the rounded activations by 2^112 as well (FloatDot.F16Rows2).
+            PrepareKind kind = t == GgmlType.BF16 ? PrepareKind.RoundBF16 : batch == 1 ? PrepareKind.RoundF16Rebiased : PrepareKind.RoundF16;
+            act = Prepare(kind, x, batch, cols, actRowBytes);
         }
         else
         {
@@ -270,7 +272,7 @@ public sealed unsafe class MatMul : IDisposable
 
     // ------------------------------------------------------------------ activation preparation
 
-    private enum PrepareKind { Q8_0, Q8_1, Q8_K, RoundF16, RoundBF16 }
+    private enum PrepareKind { Q8_0, Q8_1, Q8_K, RoundF16, RoundF16Rebiased, RoundBF16 }
 
     private byte* Prepare(PrepareKind kind, float* x, int batch, int cols, long rowBytes, int* bias = null, bool offsetCodes = false)
     {
@@ -331,6 +333,9 @@ public sealed unsafe class MatMul : IDisposable
                         break;
                     case PrepareKind.RoundF16:
                         for (int i = 0; i < Cols; i++) ((float*)dst)[i] = Fp16Format.Round(src[i]);
+                        break;
+                    case PrepareKind.RoundF16Rebiased:
+                        for (int i = 0; i < Cols; i++) ((float*)dst)[i] = Fp16Format.Round(src[i]) * Fp16Format.RebiasScale;
                         break;
                     default:
                         for (int i = 0; i < Cols; i++) ((float*)dst)[i] = Bf16Format.Round(src[i]);
@@ -683,11 +688,17 @@ public sealed unsafe class MatMul : IDisposable
             {
                 if (t == GgmlType.F16 && Batch == 1)
                 {
-                    // Decode: rows in pairs (same bits as one row at a time, fewer activation loads, prefetched weights).
+                    // Decode: rows in pairs (same bits as one row at a time, fewer activation loads, prefetched
+                    // weights); the activations were multiplied by 2^112 (PrepareKind.RoundF16Rebiased).
                     int r = r0;
                     for (; r + 2 <= r1; r += 2)
                         FloatDot.F16Rows2((ushort*)Weights.Row(r), (nint)(Weights.RowBytes / 2), a, cols, y + r);
-                    if (r < r1) y[r] = FloatDot.F16((ushort*)Weights.Row(r), a, cols);
+                    if (r < r1)
+                    {
+                        float* pair = stackalloc float[2];
+                        FloatDot.F16Rows2((ushort*)Weights.Row(r), 0, a, cols, pair); // the odd last row, twice
+                        y[r] = pair[0];
+                    }
                     return;
                 }
                 for (int b = 0; b < Batch; b++)
