@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Cria.Numerics.Formats;
 using Cria.Numerics.Kernels;
 using Cria.Numerics.Threading;
 
@@ -81,10 +82,10 @@ internal sealed unsafe class Attention : IParallelJob
         int kvDim = _c.KvDimension, used = _firstPosition + _batch, nKv = _kvLength;
         fixed (float* kw = _keysWide, vw = _valuesWide)
         {
-            Cria.Numerics.Formats.Fp16Format.ToSingle((ushort*)_cache!.Keys16(_layer), kw, used * kvDim);
+            Fp16Format.ToSingle((ushort*)_cache!.Keys16(_layer), kw, used * kvDim);
             ushort* vt = (ushort*)_cache.Values16(_layer);
             for (int j = 0; j < kvDim; j++)
-                Cria.Numerics.Formats.Fp16Format.ToSingle(vt + (long)j * _contextSize, vw + (long)j * nKv, nKv);
+                Fp16Format.ToSingle(vt + (long)j * _contextSize, vw + (long)j * nKv, nKv);
         }
     }
 
@@ -117,7 +118,7 @@ internal sealed unsafe class Attention : IParallelJob
             // scores[t] = k_t · q
             if (f16)
             {
-                for (int d = 0; d < hs; d++) query[d] = (float)(Half)q[d];
+                Fp16Format.Round(q, query, hs); // ggml multiplies an F16 cache with an F16 copy of the query
                 if (blockedKq)
                 {
                     float* keys = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _keysWide[0]) + kvHead * hs;
@@ -142,7 +143,7 @@ internal sealed unsafe class Attention : IParallelJob
             // o[d] = Σ_t p_t V[d, t] over all nKv cells (the masked ones contribute 0).
             if (f16)
             {
-                for (int t = 0; t < visible; t++) weights[t] = (float)(Half)scores[t];
+                Fp16Format.Round(scores, weights, visible); // and with F16 softmax weights
                 for (int t = visible; t < nKv; t++) weights[t] = 0f;
                 if (blockedV)
                 {

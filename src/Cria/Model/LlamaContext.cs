@@ -1,3 +1,4 @@
+using Cria.Numerics.Formats;
 using Cria.Numerics.Kernels;
 
 namespace Cria.Model;
@@ -302,12 +303,12 @@ public sealed unsafe class LlamaContext : IDisposable
         }
         else
         {
-            Half* kc = cache.Keys16(layer) + (long)pos0 * kvd;
-            for (long i = 0; i < (long)n * kvd; i++) kc[i] = (Half)k[i];
-            Half* vt = cache.Values16(layer);
+            ushort* kc = (ushort*)(cache.Keys16(layer) + (long)pos0 * kvd);
+            for (long i = 0; i < (long)n * kvd; i++) kc[i] = Fp16Format.FromSingle(k[i]);
+            ushort* vt = (ushort*)cache.Values16(layer);
             for (int b = 0; b < n; b++)
                 for (int j = 0; j < kvd; j++)
-                    vt[(long)j * ctx + pos0 + b] = (Half)v[(long)b * kvd + j];
+                    vt[(long)j * ctx + pos0 + b] = Fp16Format.FromSingle(v[(long)b * kvd + j]);
         }
     }
 

@@ -88,6 +88,46 @@ public unsafe class HalfConversionTests
         }
     }
 
+    /// <summary>
+    /// The eight-at-a-time rounding (attention's F16 query and softmax weights) against the scalar
+    /// Round on every 101st float pattern and every pattern near the edges (half-denormal step,
+    /// smallest normal, overflow to infinity, infinity/NaN), both signs, in place and not, with
+    /// lengths that leave a scalar tail.
+    /// </summary>
+    [Fact]
+    public void Fp16RoundSpan_DenseSample_MatchesScalarRound()
+    {
+        var batch = new List<uint>();
+        for (long bits = 0; bits <= 0xFFFFFFFFL; bits += 101) batch.Add((uint)bits);
+        foreach (uint centre in new uint[] { 0x33000000, 0x33800000, 0x38800000, 0x387FF000, 0x477FE000, 0x477FF000, 0x7F800000, 0x00000000 })
+            for (long d = -5000; d <= 5000; d++)
+            {
+                long b = centre + d;
+                if (b < 0 || b > 0x7FFFFFFF) continue;
+                batch.Add((uint)b);
+                batch.Add((uint)b | 0x80000000u);
+            }
+        var src = batch.Select(BitConverter.UInt32BitsToSingle).ToArray();
+        var dst = new float[src.Length];
+        int n = src.Length - 5; // a tail for the scalar loop
+        fixed (float* ps = src)
+        fixed (float* pd = dst)
+        {
+            Fp16Format.Round(ps, pd, n);
+            for (int i = 0; i < n; i++)
+            {
+                float expected = Fp16Format.Round(src[i]);
+                if (BitConverter.SingleToUInt32Bits(expected) != BitConverter.SingleToUInt32Bits(pd[i]) && !(float.IsNaN(expected) && float.IsNaN(pd[i])))
+                    Assert.Fail($"0x{batch[i]:X8}: expected {expected:R}, got {pd[i]:R}");
+            }
+            Assert.Equal(0f, pd[n]); // nothing written past n
+            var copy = (float[])src.Clone();
+            fixed (float* pc = copy) Fp16Format.Round(pc, pc, n); // in place
+            for (int i = 0; i < n; i++)
+                Assert.True(BitConverter.SingleToUInt32Bits(copy[i]) == BitConverter.SingleToUInt32Bits(pd[i]) || float.IsNaN(copy[i]));
+        }
+    }
+
     [Fact]
     public void Bf16_AllPatternsWiden_AndRoundingMatchesGgmlFormula()
     {

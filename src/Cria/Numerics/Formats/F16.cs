@@ -94,6 +94,42 @@ public static unsafe class Fp16Format
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Round(float f) => ToSingle(FromSingle(f));
 
+    /// <summary>
+    /// <paramref name="dst"/>[i] = <see cref="Round(float)"/>(<paramref name="src"/>[i]) for n floats (the two may
+    /// be the same buffer), eight at a time with AVX2 and without a table: in F16's normal range the
+    /// 13 fraction bits a half cannot keep are rounded away in place (to nearest, ties to even), below
+    /// it adding and subtracting 0.5 rounds to the half-denormal step 2^-24. Eights holding a value
+    /// that rounds to infinity, an infinity or a NaN go through the scalar path.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Round(float* src, float* dst, int n)
+    {
+        int i = 0;
+        if (Avx2.IsSupported)
+        {
+            Vector256<uint> magnitudeMask = Vector256.Create(0x7FFFFFFFu), one = Vector256.Create(1u);
+            Vector256<uint> halfway = Vector256.Create(0xFFFu), keep = Vector256.Create(~0x1FFFu);
+            Vector256<int> smallestNormal = Vector256.Create(0x38800000), largestFinite = Vector256.Create(0x477FEFFF); // 2^-14; just below 65520
+            Vector256<float> half = Vector256.Create(0.5f);
+            for (; i + 8 <= n; i += 8)
+            {
+                Vector256<uint> x = Avx.LoadVector256(src + i).AsUInt32();
+                Vector256<uint> ax = Avx2.And(x, magnitudeMask);
+                if (Avx2.MoveMask(Avx2.CompareGreaterThan(ax.AsInt32(), largestFinite).AsByte()) != 0)
+                {
+                    for (int k = i; k < i + 8; k++) dst[k] = Round(src[k]);
+                    continue;
+                }
+                Vector256<uint> odd = Avx2.And(Avx2.ShiftRightLogical(x, 13), one);
+                Vector256<uint> normal = Avx2.And(Avx2.Add(Avx2.Add(x, halfway), odd), keep);
+                Vector256<uint> tiny = Avx2.Or(Avx2.Xor(x, ax), Avx.Subtract(Avx.Add(ax.AsSingle(), half), half).AsUInt32());
+                Vector256<uint> isTiny = Avx2.CompareGreaterThan(smallestNormal, ax.AsInt32()).AsUInt32();
+                Avx.Store(dst + i, Avx2.BlendVariable(normal.AsByte(), tiny.AsByte(), isTiny.AsByte()).AsSingle());
+            }
+        }
+        for (; i < n; i++) dst[i] = Round(src[i]);
+    }
+
     /// <summary>Converts <c>src.Length</c> floats to halves (2 bytes each) into <paramref name="dst"/>.</summary>
     public static void Quantize(ReadOnlySpan<float> src, Span<byte> dst)
     {
