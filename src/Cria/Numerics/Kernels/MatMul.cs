@@ -191,8 +191,11 @@ public sealed unsafe class MatMul : IDisposable
         }
         if (t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && batch > 1) // whole 8×8 (Q4KBatchDot, Q6KBatchDot) or 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4)
             batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
-        if (vnniTiles && t == GgmlType.Q4_K) // whole 8×16 tiles (Q4KBatchDot)
-            batchTile = Math.Min(batch, Math.Max(Q4KBatchDot.TileColumns, batchTile / Q4KBatchDot.TileColumns * Q4KBatchDot.TileColumns));
+        if (vnniTiles && t is GgmlType.Q4_K or GgmlType.Q6_K) // whole 8×16 tiles (Q4KBatchDot, Q6KBatchDot)
+        {
+            int width = t == GgmlType.Q4_K ? Q4KBatchDot.TileColumns : Q6KBatchDot.TileColumns;
+            batchTile = Math.Min(batch, Math.Max(width, batchTile / width * width));
+        }
         if (vnniTiles && t == GgmlType.Q8_0) // whole 8×8 tiles (Q8BatchDot)
             batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
         if (t == GgmlType.Q4_0 && batch > 1) // whole 8×8 tiles (Q4BatchDot)
@@ -527,7 +530,7 @@ public sealed unsafe class MatMul : IDisposable
             }
         }
 
-        /// <summary>Batched Q8_0, Q4_K and Q6_K products on the VNNI tiles (8 × 8: Q8BatchDot, Q6KBatchDot; 8 × 16: Q4KBatchDot).</summary>
+        /// <summary>Batched Q8_0, Q4_K and Q6_K products on the VNNI tiles (8 × 8: Q8BatchDot; 8 × 16: Q4KBatchDot, Q6KBatchDot).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void VnniTiles(int r0, int r1)
         {

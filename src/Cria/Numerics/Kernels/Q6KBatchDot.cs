@@ -17,7 +17,7 @@ namespace Cria.Numerics.Kernels;
 /// vec_dot order by float rounding only.
 /// </para>
 /// <para>
-/// The kernel takes eight weight rows and up to eight activation rows. Per half super-block the
+/// The kernel takes eight weight rows and up to sixteen activation rows. Per half super-block the
 /// eight rows' low-nibble bytes and high-bit bytes are transposed so lane r belongs to row r, the
 /// unsigned codes of two 32-element chunks are assembled (sixteen vectors of four codes per lane)
 /// and multiplied into all eight rows with vpdpbusd against broadcast activation dwords; each
@@ -28,8 +28,8 @@ namespace Cria.Numerics.Kernels;
 /// </summary>
 public static unsafe class Q6KBatchDot
 {
-    /// <summary>Activation rows per <see cref="Tile"/> call.</summary>
-    internal const int TileColumns = 8;
+    /// <summary>Activation rows per <see cref="Tile"/> call (at most; sixteen rather than eight share the unpacked weights among twice as many).</summary>
+    internal const int TileColumns = 16;
 
     /// <summary>Weight rows per <see cref="Tile"/> call.</summary>
     internal const int TileRows = 8;
@@ -56,7 +56,7 @@ public static unsafe class Q6KBatchDot
 
     /// <summary>
     /// Rows <c>w + i·wStride</c> (i &lt; <paramref name="nRows"/> ≤ 8) · activation rows <c>a + c·aStride</c>
-    /// (c &lt; <paramref name="nCols"/> ≤ 8): results to y[c·yStride + i]. Requires <see cref="CpuFeatures.VnniTiles"/>.
+    /// (c &lt; <paramref name="nCols"/> ≤ <see cref="TileColumns"/>): results to y[c·yStride + i]. Requires <see cref="CpuFeatures.VnniTiles"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
@@ -67,6 +67,7 @@ public static unsafe class Q6KBatchDot
 
         Vector256<float>* acc = stackalloc Vector256<float>[TileColumns];
         Vector256<int>* sums = stackalloc Vector256<int>[TileColumns];
+        Vector256<int>* scales = stackalloc Vector256<int>[16]; // scale k of every row, per super-block
         for (int c = 0; c < TileColumns; c++) acc[c] = Vector256<float>.Zero;
         Vector256<byte> nibble = Vector256.Create((byte)0x0F), high = Vector256.Create((byte)0x30);
         for (int i = 0; i < blocks; i++)
@@ -74,6 +75,12 @@ public static unsafe class Q6KBatchDot
             nint o = (nint)i * WBytes;
             // The sixteen 8-bit scales of each row: dword m of row r (scales 4m..4m+3) to lane r of sc_m.
             RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o + 192, out Vector256<int> sc0, out Vector256<int> sc1, out Vector256<int> sc2, out Vector256<int> sc3);
+            // Unrolled so every shuffle mask is a constant (built inside the loops below, the JIT
+            // assembled each one from scalars).
+            scales[0] = Scale(sc0, 0); scales[1] = Scale(sc0, 1); scales[2] = Scale(sc0, 2); scales[3] = Scale(sc0, 3);
+            scales[4] = Scale(sc1, 0); scales[5] = Scale(sc1, 1); scales[6] = Scale(sc1, 2); scales[7] = Scale(sc1, 3);
+            scales[8] = Scale(sc2, 0); scales[9] = Scale(sc2, 1); scales[10] = Scale(sc2, 2); scales[11] = Scale(sc2, 3);
+            scales[12] = Scale(sc3, 0); scales[13] = Scale(sc3, 1); scales[14] = Scale(sc3, 2); scales[15] = Scale(sc3, 3);
 
             // The offset term Σ_k scale_k·bsum_k per activation row, from (scale_2l, scale_2l+1) short pairs.
             Vector256<short> sp0 = SignedPair(sc0, 0), sp1 = SignedPair(sc0, 2), sp2 = SignedPair(sc1, 0), sp3 = SignedPair(sc1, 2);
@@ -116,8 +123,7 @@ public static unsafe class Q6KBatchDot
                     Vector256<byte> lo7 = Low(p7, h7, second, nibble, high), hi7 = High(p7, h7, second, nibble, high);
                     // Scales: chunk t = part covers sub-blocks 8h + 2·part (+1); chunk t = part + 2 sub-blocks 8h + 2·part + 4 (+1).
                     int kLo = 8 * h + 2 * part, kHi = kLo + 4;
-                    Vector256<int> sLo0 = Scale(sc0, sc1, sc2, sc3, kLo), sLo1 = Scale(sc0, sc1, sc2, sc3, kLo + 1);
-                    Vector256<int> sHi0 = Scale(sc0, sc1, sc2, sc3, kHi), sHi1 = Scale(sc0, sc1, sc2, sc3, kHi + 1);
+                    Vector256<int> sLo0 = scales[kLo], sLo1 = scales[kLo + 1], sHi0 = scales[kHi], sHi1 = scales[kHi + 1];
 
                     byte* x = a + (nint)i * ABytes + 4 + 128 * h + 32 * part;
                     for (int c = 0; c < nCols; c++, x += aStride)
@@ -166,19 +172,18 @@ public static unsafe class Q6KBatchDot
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Quarter(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3, byte* x)
     {
-        Vector256<int> s0 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g0, Vector256.Create(*(int*)x).AsSByte());
-        Vector256<int> s1 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g1, Vector256.Create(*(int*)(x + 4)).AsSByte());
-        s0 = AvxVnni.MultiplyWideningAndAdd(s0, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
-        s1 = AvxVnni.MultiplyWideningAndAdd(s1, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
-        return Avx2.Add(s0, s1);
+        // One chain: the columns and quarters around it give the multiply-adds enough independent work.
+        Vector256<int> s = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g0, Vector256.Create(*(int*)x).AsSByte());
+        s = AvxVnni.MultiplyWideningAndAdd(s, g1, Vector256.Create(*(int*)(x + 4)).AsSByte());
+        s = AvxVnni.MultiplyWideningAndAdd(s, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
+        return AvxVnni.MultiplyWideningAndAdd(s, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
     }
 
-    /// <summary>Scale k (0..15) of every row, sign-extended to an int per lane: byte k % 4 of sc_{k/4}, moved to the top byte by a shuffle and shifted down arithmetically.</summary>
+    /// <summary>Byte k (0..3) of every dword of <paramref name="v"/> (scale 4m + k of every row, from sc_m), sign-extended to an int per lane: moved to the top byte by a shuffle and shifted down arithmetically.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Scale(Vector256<int> sc0, Vector256<int> sc1, Vector256<int> sc2, Vector256<int> sc3, int k)
+    private static Vector256<int> Scale(Vector256<int> v, int k)
     {
-        Vector256<int> v = (k >> 2) switch { 0 => sc0, 1 => sc1, 2 => sc2, _ => sc3 };
-        uint m = 0x00808080u | ((uint)(k & 3) << 24);
+        uint m = 0x00808080u | ((uint)k << 24);
         uint s = 0x04000000u;
         Vector256<byte> mask = Vector256.Create(m, m + s, m + 2 * s, m + 3 * s, m, m + s, m + 2 * s, m + 3 * s).AsByte();
         return Avx2.ShiftRightArithmetic(Avx2.Shuffle(v.AsByte(), mask).AsInt32(), 24);
