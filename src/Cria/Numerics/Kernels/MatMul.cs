@@ -189,15 +189,13 @@ public sealed unsafe class MatMul : IDisposable
             batchTile = Math.Min(batch, 6 * PairedMaxTiles);
             EnsureTileState();
         }
-        if (t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && batch > 1) // whole 8×8 (Q4KBatchDot, Q6KBatchDot) or 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4)
+        if (t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && batch > 1) // whole 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4; the VNNI tiles below)
             batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
-        if (vnniTiles && t is GgmlType.Q4_K or GgmlType.Q6_K) // whole 8×16 tiles (Q4KBatchDot, Q6KBatchDot)
+        if (vnniTiles) // whole 8×16 tiles (Q4KBatchDot, Q6KBatchDot, Q8BatchDot)
         {
-            int width = t == GgmlType.Q4_K ? Q4KBatchDot.TileColumns : Q6KBatchDot.TileColumns;
+            int width = t == GgmlType.Q4_K ? Q4KBatchDot.TileColumns : t == GgmlType.Q6_K ? Q6KBatchDot.TileColumns : Q8BatchDot.TileColumns;
             batchTile = Math.Min(batch, Math.Max(width, batchTile / width * width));
         }
-        if (vnniTiles && t == GgmlType.Q8_0) // whole 8×8 tiles (Q8BatchDot)
-            batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
         if (t == GgmlType.Q4_0 && batch > 1) // whole 8×8 tiles (Q4BatchDot)
         {
             int width = Q4BatchDot.TileColumns;
@@ -530,7 +528,7 @@ public sealed unsafe class MatMul : IDisposable
             }
         }
 
-        /// <summary>Batched Q8_0, Q4_K and Q6_K products on the VNNI tiles (8 × 8: Q8BatchDot; 8 × 16: Q4KBatchDot, Q6KBatchDot).</summary>
+        /// <summary>Batched Q8_0, Q4_K and Q6_K products on the 8 × 16 VNNI tiles (Q8BatchDot, Q4KBatchDot, Q6KBatchDot).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void VnniTiles(int r0, int r1)
         {
