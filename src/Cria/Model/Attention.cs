@@ -23,7 +23,7 @@ internal sealed unsafe class Attention : IParallelJob
     public const int KvPadding = 32;
 
     private readonly LlamaConfig _c;
-    private readonly float[] _scratch; // per thread: scores [ctx], half-rounded weights [ctx], query [headSize]
+    private readonly float[] _scratch; // per thread, for each query head of a group: scores [ctx], half-rounded weights [ctx], query [headSize]
     private readonly int _contextSize;
     private readonly int _perThread;
     // Batched F16 attention: the cache rows widened to float once per layer and batch (exact), so
@@ -34,6 +34,9 @@ internal sealed unsafe class Attention : IParallelJob
     private float* _q, _out;
     private KvCache? _cache;
     private int _layer, _firstPosition, _batch, _kvLength;
+    // Batched F16 attention on widened rows: one work item per (token, KV head) runs all the query
+    // heads that share the KV head together (ExecuteGroup).
+    private bool _grouped;
     // Set for a batch whose rows belong to different sequences (one token each, own cache and position).
     private KvCache[]? _rowCaches;
     private int[]? _rowPositions;
@@ -42,7 +45,7 @@ internal sealed unsafe class Attention : IParallelJob
     {
         _c = config;
         _contextSize = contextSize;
-        _perThread = 2 * contextSize + config.HeadSize;
+        _perThread = Math.Max(1, config.GroupSize) * (2 * contextSize + config.HeadSize);
         _scratch = GC.AllocateArray<float>(_perThread * Math.Max(1, threads), pinned: true);
         _keysWide = GC.AllocateArray<float>(contextSize * config.KvDimension, pinned: true);
         _valuesWide = GC.AllocateArray<float>(contextSize * config.KvDimension, pinned: true);
@@ -60,8 +63,9 @@ internal sealed unsafe class Attention : IParallelJob
         _q = q; _out = output; _cache = cache; _layer = layer; _firstPosition = firstPosition; _batch = batch;
         _kvLength = PaddedLength(firstPosition + batch, cache.ContextSize);
         if (batch >= 2 && cache.Type == KvCacheType.F16) WidenCache();
-        pool.Run(this, batch * _c.HeadCount);
-        _cache = null;
+        _grouped = batch >= 2 && cache.Type == KvCacheType.F16 && _c.HeadSize % 8 == 0 && _kvLength % 8 == 0;
+        try { pool.Run(this, batch * (_grouped ? _c.KvHeadCount : _c.HeadCount)); }
+        finally { _grouped = false; _cache = null; }
     }
 
     /// <summary>
@@ -92,6 +96,11 @@ internal sealed unsafe class Attention : IParallelJob
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Execute(int start, int end, int threadIndex)
     {
+        if (_grouped)
+        {
+            for (int item = start; item < end; item++) ExecuteGroup(item, threadIndex);
+            return;
+        }
         int hs = _c.HeadSize, heads = _c.HeadCount, kvDim = _c.KvDimension, ctx = _contextSize, nKv = _kvLength;
         float scale = 1.0f / MathF.Sqrt(hs);
         float* scores = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _scratch[threadIndex * _perThread]);
@@ -169,5 +178,40 @@ internal sealed unsafe class Attention : IParallelJob
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Work item (token b, KV head) of a batch with an F16 cache widened to float: the GroupSize query
+    /// heads that read this KV head are done together, K·q and Vᵀ·p as register tiles over the shared
+    /// rows (<see cref="FloatDot.F32BlockedTile"/>). Each output gets the same steps, in the same order,
+    /// as the per-head path in <see cref="Execute"/> (blocked K·q and Vᵀ·p), so the same bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void ExecuteGroup(int item, int threadIndex)
+    {
+        int hs = _c.HeadSize, heads = _c.HeadCount, kvDim = _c.KvDimension, ctx = _contextSize, nKv = _kvLength;
+        int group = _c.GroupSize, kvHeads = _c.KvHeadCount;
+        float scale = 1.0f / MathF.Sqrt(hs);
+        float* scores = (float*)Unsafe.AsPointer(ref _scratch[threadIndex * _perThread]); // [group][ctx]
+        float* weights = scores + (long)group * ctx;                                      // [group][ctx]
+        float* queries = weights + (long)group * ctx;                                     // [group][hs]
+        int b = item / kvHeads, kvHead = item % kvHeads;
+        int visible = _firstPosition + b + 1;
+        float* q = _q + (long)b * heads * hs + kvHead * group * hs; // the group's heads are adjacent
+        float* o = _out + (long)b * heads * hs + kvHead * group * hs;
+
+        Fp16Format.Round(q, queries, group * hs); // ggml multiplies an F16 cache with an F16 copy of the query
+        float* keys = (float*)Unsafe.AsPointer(ref _keysWide[0]) + kvHead * hs;
+        FloatDot.F32BlockedTile(keys, kvDim, visible, queries, hs, group, hs, scores, ctx);
+        for (int g = 0; g < group; g++)
+        {
+            float* s = scores + (long)g * ctx, p = weights + (long)g * ctx;
+            for (int t = 0; t < visible; t++) s[t] *= scale;
+            VectorOps.Softmax(new Span<float>(s, visible), paddedRow: true);
+            Fp16Format.Round(s, p, visible);
+            for (int t = visible; t < nKv; t++) p[t] = 0f;
+        }
+        float* values = (float*)Unsafe.AsPointer(ref _valuesWide[0]) + (long)kvHead * hs * nKv;
+        FloatDot.F32BlockedTile(values, nKv, hs, weights, ctx, group, nKv, o, hs);
     }
 }

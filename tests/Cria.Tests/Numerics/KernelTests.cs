@@ -201,6 +201,42 @@ public unsafe class KernelTests
         Assert.True(float.IsNaN(got[count]), "wrote past the outputs");
     }
 
+    /// <summary>
+    /// The register tile over several y rows (attention's query heads sharing a KV head): every
+    /// output the scalar twin's bits, for row and column counts that leave partial tiles on both
+    /// sides, strided inputs and outputs, and nothing written outside the outputs.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1, 8)]
+    [InlineData(4, 4, 64)]
+    [InlineData(9, 8, 64)]
+    [InlineData(13, 5, 72)]
+    [InlineData(3, 4, 16)]
+    public void F32BlockedTile_EqualsOneDotAtATime(int count, int m, int n)
+    {
+        var rng = new Random(count * 1000 + m * 10 + n);
+        const int pad = 5, outStride = 17;
+        int xStride = n + pad, yStride = n + 3;
+        var x = RandomFloats(rng, count * xStride);
+        var y = RandomFloats(rng, m * yStride);
+        var got = new float[m * outStride + count];
+        Array.Fill(got, float.NaN);
+        fixed (float* px = x)
+        fixed (float* py = y)
+        fixed (float* pg = got)
+        {
+            FloatDot.F32BlockedTile(px, xStride, count, py, yStride, m, n, pg, outStride);
+            for (int j = 0; j < m; j++)
+                for (int k = 0; k < outStride; k++)
+                {
+                    if (k < count)
+                        Assert.True(Same(FloatDot.F32BlockedScalar(px + k * xStride, py + j * yStride, n), pg[j * outStride + k]), $"x row {k}, y row {j}");
+                    else
+                        Assert.True(float.IsNaN(pg[j * outStride + k]), $"wrote past the outputs of y row {j}");
+                }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Lengths))]
     public void F16AndBF16Dots_VectorEqualsScalar(int n)

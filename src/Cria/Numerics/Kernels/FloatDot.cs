@@ -341,6 +341,62 @@ public static unsafe class FloatDot
     }
 
     /// <summary>
+    /// A block of dots in <see cref="F32Blocked"/>'s order: output[j·<paramref name="outStride"/> + k] =
+    /// x_k · y_j for k &lt; <paramref name="count"/>, j &lt; <paramref name="m"/>, with x_k = x + k·xStride and
+    /// y_j = y + j·yStride (n a multiple of 8). Every output keeps the single dot's exact steps (same
+    /// bits); with 32 vector registers four x rows × four y rows run as one register tile, so each
+    /// loaded vector feeds four multiply-adds instead of one or eight (attention's K·q and Vᵀ·p for
+    /// the query heads that share a KV head).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void F32BlockedTile(float* x, nint xStride, int count, float* y, nint yStride, int m, int n, float* output, nint outStride)
+    {
+        if ((n & 7) != 0) throw new ArgumentException("length must be a multiple of 8", nameof(n));
+        int j = 0;
+        if (Avx512F.IsSupported && Fma.IsSupported)
+        {
+            for (; j + 4 <= m; j += 4)
+            {
+                float* y0 = y + j * yStride, y1 = y0 + yStride, y2 = y1 + yStride, y3 = y2 + yStride;
+                float* o0 = output + j * outStride, o1 = o0 + outStride, o2 = o1 + outStride, o3 = o2 + outStride;
+                int k = 0;
+                for (; k + 4 <= count; k += 4)
+                {
+                    float* x0 = x + k * xStride, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
+                    Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
+                    Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
+                    Vector256<float> a20 = default, a21 = default, a22 = default, a23 = default;
+                    Vector256<float> a30 = default, a31 = default, a32 = default, a33 = default;
+                    for (int i = 0; i < n; i += 8)
+                    {
+                        Vector256<float> v0 = Avx.LoadVector256(y0 + i), v1 = Avx.LoadVector256(y1 + i);
+                        Vector256<float> v2 = Avx.LoadVector256(y2 + i), v3 = Avx.LoadVector256(y3 + i);
+                        Vector256<float> u = Avx.LoadVector256(x0 + i);
+                        a00 = Fma.MultiplyAdd(u, v0, a00); a01 = Fma.MultiplyAdd(u, v1, a01); a02 = Fma.MultiplyAdd(u, v2, a02); a03 = Fma.MultiplyAdd(u, v3, a03);
+                        u = Avx.LoadVector256(x1 + i);
+                        a10 = Fma.MultiplyAdd(u, v0, a10); a11 = Fma.MultiplyAdd(u, v1, a11); a12 = Fma.MultiplyAdd(u, v2, a12); a13 = Fma.MultiplyAdd(u, v3, a13);
+                        u = Avx.LoadVector256(x2 + i);
+                        a20 = Fma.MultiplyAdd(u, v0, a20); a21 = Fma.MultiplyAdd(u, v1, a21); a22 = Fma.MultiplyAdd(u, v2, a22); a23 = Fma.MultiplyAdd(u, v3, a23);
+                        u = Avx.LoadVector256(x3 + i);
+                        a30 = Fma.MultiplyAdd(u, v0, a30); a31 = Fma.MultiplyAdd(u, v1, a31); a32 = Fma.MultiplyAdd(u, v2, a32); a33 = Fma.MultiplyAdd(u, v3, a33);
+                    }
+                    o0[k] = QuantDot.HorizontalSum(a00); o1[k] = QuantDot.HorizontalSum(a01); o2[k] = QuantDot.HorizontalSum(a02); o3[k] = QuantDot.HorizontalSum(a03);
+                    o0[k + 1] = QuantDot.HorizontalSum(a10); o1[k + 1] = QuantDot.HorizontalSum(a11); o2[k + 1] = QuantDot.HorizontalSum(a12); o3[k + 1] = QuantDot.HorizontalSum(a13);
+                    o0[k + 2] = QuantDot.HorizontalSum(a20); o1[k + 2] = QuantDot.HorizontalSum(a21); o2[k + 2] = QuantDot.HorizontalSum(a22); o3[k + 2] = QuantDot.HorizontalSum(a23);
+                    o0[k + 3] = QuantDot.HorizontalSum(a30); o1[k + 3] = QuantDot.HorizontalSum(a31); o2[k + 3] = QuantDot.HorizontalSum(a32); o3[k + 3] = QuantDot.HorizontalSum(a33);
+                }
+                for (; k < count; k++)
+                {
+                    float* xk = x + k * xStride;
+                    o0[k] = F32Blocked(xk, y0, n); o1[k] = F32Blocked(xk, y1, n);
+                    o2[k] = F32Blocked(xk, y2, n); o3[k] = F32Blocked(xk, y3, n);
+                }
+            }
+        }
+        for (; j < m; j++) F32BlockedMany(x, xStride, count, y + j * yStride, n, output + j * outStride);
+    }
+
+    /// <summary>
     /// F16 weights · float activations in tinyBLAS order (ggml's product for two or more activation
     /// rows, e.g. llama.cpp's K·Q with an F16 cache during prompt processing); n % 8 == 0.
     /// </summary>
