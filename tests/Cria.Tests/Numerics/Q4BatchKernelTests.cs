@@ -82,6 +82,49 @@ public unsafe class Q4BatchKernelTests
         }
     }
 
+    /// <summary>
+    /// Weight scales at the ends of the half range (subnormal, ±65504) must give the scalar twin's bits
+    /// in every partial tile, and an infinity or NaN scale the same infinities and NaNs.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void VectorTilesEqualScalarTwin_WithExtremeWeightScales(bool withInfinityAndNaN)
+    {
+        Skip.IfNot(Avx2.IsSupported && Fma.IsSupported, "the vector tiles need AVX2 and FMA, which this CPU lacks");
+        var rng = new Random(7300);
+        const int C = Q4BatchDot.TileColumns, blocks = 9;
+        var w = RandomQ4Rows(rng, 8, blocks);
+        ushort[] extremes = { 0x0001, 0x03FF, 0x8001, 0x7BFF, 0xFBFF, 0x0400, 0x3C00 };
+        for (int b = 0; b < 8 * blocks; b++)
+        {
+            ushort d = extremes[rng.Next(extremes.Length)];
+            w[b * 18] = (byte)d; w[b * 18 + 1] = (byte)(d >> 8);
+        }
+        if (withInfinityAndNaN)
+        {
+            w[(2 * blocks + 3) * 18 + 1] = 0x7C; w[(2 * blocks + 3) * 18] = 0x00; // +inf in row 2
+            w[(6 * blocks + 5) * 18 + 1] = 0x7E; w[(6 * blocks + 5) * 18] = 0x01; // NaN in row 6
+        }
+        var a = RandomQ8Rows(rng, C, blocks);
+        var bias = new int[C * blocks];
+        nint wStride = blocks * 18, aStride = blocks * 34;
+        fixed (byte* pw = w)
+        fixed (byte* pa = a)
+        fixed (int* pb = bias)
+        {
+            for (int c = 0; c < C; c++) Q4BatchDot.ActivationBias(pa + c * aStride, blocks, pb + c * blocks);
+            var expected = new float[C, 8];
+            for (int c = 0; c < C; c++)
+                for (int r = 0; r < 8; r++)
+                    expected[c, r] = Q4BatchDot.DotScalar(pw + r * wStride, pa + c * aStride, blocks);
+            if (withInfinityAndNaN) Assert.True(float.IsNaN(expected[0, 6]) && !float.IsFinite(expected[0, 2]));
+            nint wp = (nint)pw, ap = (nint)pa, bp = (nint)pb;
+            TileCheck.EveryPartialTileEquals(expected,
+                (nRows, nCols, py, ys) => Q4BatchDot.TileAvx2((byte*)wp, wStride, nRows, (byte*)ap, aStride, (int*)bp, nCols, blocks, py, ys), "extreme scales");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(BlockCounts))]
     public void ScalarTwinMatchesExactReference(int blocks)
