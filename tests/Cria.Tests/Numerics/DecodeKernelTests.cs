@@ -22,6 +22,15 @@ public unsafe class DecodeKernelTests
         return a;
     }
 
+    /// <summary>F16Rows2 on rows w and w + stride gives each row the scalar twin's bits and the single-row dot's.</summary>
+    private static void AssertPairEqualsSingleRows(ushort* w, nint stride, float* y, float* yRebiased, int n, float* output)
+    {
+        FloatDot.F16Rows2(w, stride, yRebiased, n, output);
+        Assert.True(Same(FloatDot.F16Scalar(w, y, n), output[0]));
+        Assert.True(Same(FloatDot.F16Scalar(w + stride, y, n), output[1]));
+        Assert.True(Same(FloatDot.F16(w + stride, y, n), output[1]));
+    }
+
     [Theory]
     [MemberData(nameof(Lengths))]
     public void F16Rows2_EqualsSingleRowDots(int n)
@@ -38,10 +47,7 @@ public unsafe class DecodeKernelTests
         fixed (float* pys = ys)
         fixed (float* po = output)
         {
-            FloatDot.F16Rows2(ph, stride, pys, n, po);
-            Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
-            Assert.True(Same(FloatDot.F16Scalar(ph + stride, py, n), po[1]));
-            Assert.True(Same(FloatDot.F16(ph + stride, py, n), po[1]));
+            AssertPairEqualsSingleRows(ph, stride, py, pys, n, po);
             if (CpuFeatures.Avx2Fma)
             {
                 // the 256-bit kernel as well (what runs on a CPU without AVX-512)
@@ -115,10 +121,7 @@ public unsafe class DecodeKernelTests
         fixed (float* pys = ys)
         fixed (float* po = output)
         {
-            FloatDot.F16Rows2(ph, n, pys, n, po);
-            Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
-            Assert.True(Same(FloatDot.F16Scalar(ph + n, py, n), po[1]));
-            Assert.True(Same(FloatDot.F16(ph + n, py, n), po[1]));
+            AssertPairEqualsSingleRows(ph, n, py, pys, n, po);
             FloatDot.F16Rows2(ph + n, 0, pys, n, po);
             Assert.True(Same(FloatDot.F16Scalar(ph + n, py, n), po[0]));
             Assert.True(Same(po[0], po[1]));

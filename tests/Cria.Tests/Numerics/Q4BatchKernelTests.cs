@@ -49,6 +49,17 @@ public unsafe class Q4BatchKernelTests
         return a;
     }
 
+    /// <summary>Fills the activations' biases and returns the scalar twin's outputs for 8 weight rows × <paramref name="cols"/> activation rows.</summary>
+    private static float[,] BiasAndScalarTile(byte* w, nint wStride, byte* a, nint aStride, int* bias, int cols, int blocks)
+    {
+        for (int c = 0; c < cols; c++) Q4BatchDot.ActivationBias(a + c * aStride, blocks, bias + c * blocks);
+        var expected = new float[cols, 8];
+        for (int c = 0; c < cols; c++)
+            for (int r = 0; r < 8; r++)
+                expected[c, r] = Q4BatchDot.DotScalar(w + r * wStride, a + c * aStride, blocks);
+        return expected;
+    }
+
     private delegate void TileFn(byte* w, nint wStride, int nRows, byte* a, nint aStride, int* bias, int nCols, int blocks, float* y, nint yStride);
 
     [SkippableTheory]
@@ -70,11 +81,7 @@ public unsafe class Q4BatchKernelTests
         fixed (byte* pa = a)
         fixed (int* pb = bias)
         {
-            for (int c = 0; c < C; c++) Q4BatchDot.ActivationBias(pa + c * aStride, blocks, pb + c * blocks);
-            var expected = new float[C, 8];
-            for (int c = 0; c < C; c++)
-                for (int r = 0; r < 8; r++)
-                    expected[c, r] = Q4BatchDot.DotScalar(pw + r * wStride, pa + c * aStride, blocks);
+            var expected = BiasAndScalarTile(pw, wStride, pa, aStride, pb, C, blocks);
             nint wp = (nint)pw, ap = (nint)pa, bp = (nint)pb;
             foreach (var (name, fn) in paths)
                 TileCheck.EveryPartialTileEquals(expected,
@@ -113,11 +120,7 @@ public unsafe class Q4BatchKernelTests
         fixed (byte* pa = a)
         fixed (int* pb = bias)
         {
-            for (int c = 0; c < C; c++) Q4BatchDot.ActivationBias(pa + c * aStride, blocks, pb + c * blocks);
-            var expected = new float[C, 8];
-            for (int c = 0; c < C; c++)
-                for (int r = 0; r < 8; r++)
-                    expected[c, r] = Q4BatchDot.DotScalar(pw + r * wStride, pa + c * aStride, blocks);
+            var expected = BiasAndScalarTile(pw, wStride, pa, aStride, pb, C, blocks);
             if (withInfinityAndNaN) Assert.True(float.IsNaN(expected[0, 6]) && !float.IsFinite(expected[0, 2]));
             nint wp = (nint)pw, ap = (nint)pa, bp = (nint)pb;
             TileCheck.EveryPartialTileEquals(expected,
