@@ -191,11 +191,6 @@ public static unsafe class Fp16Format
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<float> ToSingle8Unchecked(ushort* p) => FromShifted(Shifted8(p));
 
-    /// <summary>Sixteen halves → sixteen floats (AVX-512), the arithmetic of <see cref="ToSingle8Unchecked"/>, no infinity/NaN check.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> ToSingle16Unchecked(ushort* p) =>
-        Avx512F.Multiply(ToSingle16Rebiased(p), Vector512.Create(TwoPow112));
-
     /// <summary>
     /// Sixteen halves → their values × 2^-112 (AVX-512), exactly, with no multiply: the half's bits moved
     /// into float position. Multiply by <see cref="RebiasScale"/> (or fold it into the other factor) for
