@@ -146,14 +146,12 @@ internal sealed unsafe class Attention : IParallelJob
             }
 
             // p = softmax(scale · scores + mask); masked cells (t >= visible) get exactly 0.
-            for (int t = 0; t < visible; t++) scores[t] *= scale;
-            VectorOps.Softmax(new Span<float>(scores, visible), paddedRow: true);
+            Softmax(scores, visible, scale);
 
             // o[d] = Σ_t p_t V[d, t] over all nKv cells (the masked ones contribute 0).
             if (f16)
             {
-                Fp16Format.Round(scores, weights, visible); // and with F16 softmax weights
-                for (int t = visible; t < nKv; t++) weights[t] = 0f;
+                HalfWeights(scores, weights, visible, nKv);
                 if (blockedV)
                 {
                     // Widened rows with a compact stride of nKv (see WidenCache).
@@ -205,13 +203,24 @@ internal sealed unsafe class Attention : IParallelJob
         FloatDot.F32BlockedTile(keys, kvDim, visible, queries, hs, group, hs, scores, ctx);
         for (int g = 0; g < group; g++)
         {
-            float* s = scores + (long)g * ctx, p = weights + (long)g * ctx;
-            for (int t = 0; t < visible; t++) s[t] *= scale;
-            VectorOps.Softmax(new Span<float>(s, visible), paddedRow: true);
-            Fp16Format.Round(s, p, visible);
-            for (int t = visible; t < nKv; t++) p[t] = 0f;
+            Softmax(scores + (long)g * ctx, visible, scale);
+            HalfWeights(scores + (long)g * ctx, weights + (long)g * ctx, visible, nKv);
         }
         float* values = (float*)Unsafe.AsPointer(ref _valuesWide[0]) + (long)kvHead * hs * nKv;
         FloatDot.F32BlockedTile(values, nKv, hs, weights, ctx, group, nKv, o, hs);
+    }
+
+    /// <summary>scores[0..visible) ← softmax(scale · scores) (the causal mask leaves the rest out).</summary>
+    private static void Softmax(float* scores, int visible, float scale)
+    {
+        for (int t = 0; t < visible; t++) scores[t] *= scale;
+        VectorOps.Softmax(new Span<float>(scores, visible), paddedRow: true);
+    }
+
+    /// <summary>The softmax weights as ggml multiplies them with an F16 cache: rounded to F16, and exactly 0 for the masked cells up to <paramref name="nKv"/>.</summary>
+    private static void HalfWeights(float* probabilities, float* weights, int visible, int nKv)
+    {
+        Fp16Format.Round(probabilities, weights, visible);
+        new Span<float>(weights + visible, nKv - visible).Clear();
     }
 }

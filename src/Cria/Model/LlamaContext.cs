@@ -303,8 +303,7 @@ public sealed unsafe class LlamaContext : IDisposable
         }
         else
         {
-            ushort* kc = (ushort*)(cache.Keys16(layer) + (long)pos0 * kvd);
-            for (long i = 0; i < (long)n * kvd; i++) kc[i] = Fp16Format.FromSingle(k[i]);
+            Fp16Format.FromSingle(k, (ushort*)(cache.Keys16(layer) + (long)pos0 * kvd), n * kvd);
             ushort* vt = (ushort*)cache.Values16(layer);
             for (int b = 0; b < n; b++)
                 for (int j = 0; j < kvd; j++)

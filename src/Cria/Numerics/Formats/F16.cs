@@ -161,32 +161,25 @@ public static unsafe class Fp16Format
         {
             for (; i + 8 <= n; i += 8)
             {
-                Vector256<float> v = ToSingle8(src + i, out Vector256<int> special);
-                if (!Avx.TestZ(special, special)) break; // infinity/NaN: let the scalar loop do the rest
-                Avx.Store(dst + i, v);
+                if (AnySpecial8(src + i)) break; // infinity/NaN: let the scalar loop do the rest
+                Avx.Store(dst + i, ToSingle8Unchecked(src + i));
             }
         }
         for (; i < n; i++) dst[i] = ToSingle(src[i]);
     }
 
-    /// <summary>
-    /// Eight halves → eight floats (AVX2). Exact for every finite half; lanes holding infinity or
-    /// NaN come out wrong, and are flagged in <paramref name="special"/> (a lane is non-zero there
-    /// exactly when the half was infinity or NaN) so callers can fall back to the scalar path.
-    /// </summary>
+    /// <summary>True when any of the eight halves at <paramref name="p"/> is infinity or NaN (the check of <see cref="TrackMagnitudes(ref Vector128{ushort}, ushort*)"/> on one vector).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> ToSingle8(ushort* p, out Vector256<int> special)
+    internal static bool AnySpecial8(ushort* p)
     {
-        Vector256<int> w = Shifted8(p);
-        // magnitude >= 0x7C00  <=>  (magnitude << 17) >= 0xF8000000 (unsigned)
-        Vector256<uint> m = Avx2.ShiftLeftLogical(w, 4).AsUInt32();
-        special = Avx2.CompareEqual(Avx2.Max(m, Vector256.Create(0xF8000000u)), m).AsInt32();
-        return FromShifted(w);
+        Vector128<ushort> max = Vector128<ushort>.Zero;
+        TrackMagnitudes(ref max, p);
+        return SawSpecialHalf(max);
     }
 
     /// <summary>
     /// Eight halves → eight floats (AVX2) with no infinity/NaN check: exact for every finite half. Callers
-    /// check the halves they convert with <see cref="TrackMagnitudes(ref Vector128{ushort}, ushort*)"/> (or its wider forms).
+    /// check the halves they convert with <see cref="AnySpecial8"/> or <see cref="TrackMagnitudes(ref Vector128{ushort}, ushort*)"/> (or its wider forms).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<float> ToSingle8Unchecked(ushort* p) => FromShifted(Shifted8(p));

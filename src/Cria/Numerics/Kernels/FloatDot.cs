@@ -535,12 +535,13 @@ public static unsafe class FloatDot
                 Avx.Store(dst + 8, Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Sse2.LoadVector128(r1 + i)), 16).AsSingle());
                 continue;
             }
-            Vector256<float> a = Fp16Format.ToSingle8(r0 + i, out Vector256<int> sa);
-            Vector256<float> b = Fp16Format.ToSingle8(r1 + i, out Vector256<int> sb);
-            Avx.Store(dst, a);
-            Avx.Store(dst + 8, b);
-            if (!Avx.TestZ(Avx2.Or(sa, sb), Avx2.Or(sa, sb)))
+            if (Fp16Format.AnySpecial8(r0 + i) || Fp16Format.AnySpecial8(r1 + i))
                 for (int k = 0; k < 8; k++) { dst[k] = Fp16Format.ToSingle(r0[i + k]); dst[8 + k] = Fp16Format.ToSingle(r1[i + k]); }
+            else
+            {
+                Avx.Store(dst, Fp16Format.ToSingle8Unchecked(r0 + i));
+                Avx.Store(dst + 8, Fp16Format.ToSingle8Unchecked(r1 + i));
+            }
         }
     }
 

@@ -193,7 +193,7 @@ public sealed unsafe class MatMul : IDisposable
             batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
         if (vnniTiles) // whole 8×16 tiles (Q4KBatchDot, Q6KBatchDot, Q8BatchDot)
         {
-            int width = t == GgmlType.Q4_K ? Q4KBatchDot.TileColumns : t == GgmlType.Q6_K ? Q6KBatchDot.TileColumns : Q8BatchDot.TileColumns;
+            int width = VnniTileColumns(t);
             batchTile = Math.Min(batch, Math.Max(width, batchTile / width * width));
         }
         if (t == GgmlType.Q4_0 && batch > 1) // whole 8×8 tiles (Q4BatchDot)
@@ -273,6 +273,10 @@ public sealed unsafe class MatMul : IDisposable
         if (_tileState != null) NativeMemory.AlignedFree(_tileState);
     }
 
+    /// <summary>Activation rows per call of the VNNI tile for <paramref name="t"/> (Q4_K, Q6_K or Q8_0).</summary>
+    private static int VnniTileColumns(GgmlType t) =>
+        t == GgmlType.Q4_K ? Q4KBatchDot.TileColumns : t == GgmlType.Q6_K ? Q6KBatchDot.TileColumns : Q8BatchDot.TileColumns;
+
     // ------------------------------------------------------------------ activation preparation
 
     private enum PrepareKind { Q8_0, Q8_1, Q8_K, RoundF16, RoundF16Rebiased, RoundBF16 }
@@ -335,10 +339,11 @@ public sealed unsafe class MatMul : IDisposable
                         Q8_KFormat.Quantize(src, dst, Cols / Q8_KFormat.BlockSize);
                         break;
                     case PrepareKind.RoundF16:
-                        for (int i = 0; i < Cols; i++) ((float*)dst)[i] = Fp16Format.Round(src[i]);
+                        Fp16Format.Round(src, (float*)dst, Cols);
                         break;
                     case PrepareKind.RoundF16Rebiased:
-                        for (int i = 0; i < Cols; i++) ((float*)dst)[i] = Fp16Format.Round(src[i]) * Fp16Format.RebiasScale;
+                        Fp16Format.Round(src, (float*)dst, Cols);
+                        for (int i = 0; i < Cols; i++) ((float*)dst)[i] *= Fp16Format.RebiasScale;
                         break;
                     default:
                         for (int i = 0; i < Cols; i++) ((float*)dst)[i] = Bf16Format.Round(src[i]);
@@ -537,7 +542,7 @@ public sealed unsafe class MatMul : IDisposable
             nint wStride = (nint)Weights.RowBytes, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
             byte* w = Weights.Data;
             float* y = Output;
-            int width = t == GgmlType.Q4_K ? Q4KBatchDot.TileColumns : t == GgmlType.Q6_K ? Q6KBatchDot.TileColumns : Q8BatchDot.TileColumns;
+            int width = VnniTileColumns(t);
             for (int b0 = 0; b0 < Batch; b0 += BatchTile)
             {
                 int b1 = Math.Min(Batch, b0 + BatchTile);
