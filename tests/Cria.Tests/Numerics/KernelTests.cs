@@ -330,6 +330,29 @@ public unsafe class KernelTests
         }
     }
 
+    [SkippableFact]
+    public void NibbleUnpack_GfniEqualsShiftAndMask_ForEveryByte()
+    {
+        Skip.IfNot(Avx2.IsSupported && Gfni.V256.IsSupported, "AVX2 or GFNI not available");
+        // Every byte value in every one of the 16 positions, plus random blocks: each of the 32 outputs
+        // must be the expected nibble, and both unpackers must agree byte for byte.
+        byte* block = stackalloc byte[16];
+        byte* got = stackalloc byte[32];
+        var rng = new Random(6100);
+        for (int round = 0; round < 256 + 200; round++)
+        {
+            for (int j = 0; j < 16; j++) block[j] = round < 256 ? (byte)(round + 37 * j) : (byte)rng.Next(256);
+            Vector256<byte> gfni = LegacyDot.NibblesGfni(block), shift = LegacyDot.NibblesShift(block);
+            Assert.Equal(shift, gfni);
+            gfni.Store(got);
+            for (int j = 0; j < 16; j++)
+            {
+                Assert.Equal(block[j] & 0x0F, got[j]);
+                Assert.Equal(block[j] >> 4, got[16 + j]);
+            }
+        }
+    }
+
     [Fact]
     public void CpuFeatures_DescribesAPath()
     {

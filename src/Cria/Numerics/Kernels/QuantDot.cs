@@ -402,13 +402,7 @@ internal unsafe struct Q4Weights : IQ8Weights
         Avx2.Subtract(Vector256<int>.Zero, QuantDot.UnsignedLaneSumsInt(Vector256.Create((byte)8), a));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<byte> Unpack(byte* block)
-    {
-        // Low nibbles are elements 0..15, high nibbles 16..31.
-        Vector128<byte> packed = Sse2.LoadVector128(block + 2);
-        Vector256<byte> nibbles = Vector256.Create(packed, Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte());
-        return Avx2.And(nibbles, Vector256.Create((byte)0x0F));
-    }
+    public static Vector256<byte> Unpack(byte* block) => LegacyDot.Nibbles(block + 2);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Products(Vector256<byte> unpacked, Vector256<sbyte> a, Vector256<int> bias) =>
