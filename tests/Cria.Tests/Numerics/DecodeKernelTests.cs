@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using Cria.Numerics.Formats;
 using Cria.Numerics.Kernels;
 using Xunit;
@@ -126,5 +127,102 @@ public unsafe class DecodeKernelTests
             Assert.True(Same(FloatDot.F16Scalar(ph + n, py, n), po[0]));
             Assert.True(Same(po[0], po[1]));
         }
+    }
+
+    /// <summary>
+    /// Iterations whose 32 + 32 halves hold a subnormal take the exact-operand path, the others the
+    /// pre-scaled one; rows mixing both (a subnormal in some 32-element steps only, exact zeros and
+    /// negative zeros elsewhere, which must not matter) give the scalar twin's bits on both kernels.
+    /// </summary>
+    [Fact]
+    public void F16Rows2_MixesSubnormalAndNormalStepsExactly()
+    {
+        var rng = new Random(7205);
+        int n = 32 * 24 + 9;
+        var h = new ushort[2 * n];
+        for (int i = 0; i < h.Length; i++) h[i] = Fp16Format.FromSingle((float)((rng.NextDouble() * 2 - 1) * 0.05));
+        foreach (int step in new[] { 1, 2, 7, 13 }) h[step * 32 + rng.Next(32)] = (ushort)(rng.Next(1, 0x400) | (rng.Next(2) << 15)); // first row
+        foreach (int step in new[] { 2, 5, 20 }) h[n + step * 32 + rng.Next(32)] = (ushort)rng.Next(1, 0x400);                          // second row
+        h[n + 23 * 32] = 0x0400; // the smallest normal half: not subnormal
+        foreach (int step in new[] { 3, 4, 9 }) { h[step * 32 + 5] = 0; h[n + step * 32 + 6] = 0x8000; }
+        var y = new float[n];
+        for (int i = 0; i < n; i++) y[i] = Fp16Format.Round((float)((rng.NextDouble() * 2 - 1) * (rng.Next(6) == 0 ? 1e-6 : 3)));
+        var ys = y.Select(v => v * Fp16Format.RebiasScale).ToArray();
+        var output = new float[2];
+        fixed (ushort* ph = h)
+        fixed (float* py = y)
+        fixed (float* pys = ys)
+        fixed (float* po = output)
+        {
+            AssertPairEqualsSingleRows(ph, n, py, pys, n, po);
+            float r0 = FloatDot.F16Scalar(ph, py, n), r1 = FloatDot.F16Scalar(ph + n, py, n);
+            bool special;
+            if (CpuFeatures.Avx2Fma)
+            {
+                FloatDot.F16Rows2Avx2(ph, n, pys, n, po, out special);
+                Assert.False(special);
+                Assert.True(Same(r0, po[0]) && Same(r1, po[1]), "256-bit kernel");
+            }
+            if (CpuFeatures.Avx2Fma && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
+            {
+                FloatDot.F16Rows2Avx512(ph, n, pys, n, po, out special);
+                Assert.False(special);
+                Assert.True(Same(r0, po[0]) && Same(r1, po[1]), "512-bit kernel");
+            }
+        }
+    }
+
+    /// <summary>The subnormal-safe conversions give every finite half's exact value, zeros with their sign.</summary>
+    [SkippableFact]
+    public void NormalisedHalfConversions_AreExactForEveryFiniteHalf()
+    {
+        Skip.IfNot(CpuFeatures.Avx2Fma, "AVX2 + FMA not available");
+        bool wide = System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
+        ushort* halves = stackalloc ushort[16];
+        float* got = stackalloc float[16];
+        for (int first = 0; first < 65536; first += 16)
+        {
+            for (int k = 0; k < 16; k++) halves[k] = (ushort)(first + k);
+            Fp16Format.ToSingle8Normalised(halves).Store(got);
+            Fp16Format.ToSingle8Normalised(halves + 8).Store(got + 8);
+            AssertExact(halves, got);
+            if (wide)
+            {
+                Fp16Format.ToSingle16Normalised(halves).Store(got);
+                AssertExact(halves, got);
+            }
+        }
+
+        static void AssertExact(ushort* halves, float* got)
+        {
+            for (int k = 0; k < 16; k++)
+            {
+                if ((halves[k] & 0x7C00) == 0x7C00) continue; // infinities and NaNs: callers check for them first
+                float expected = (float)BitConverter.UInt16BitsToHalf(halves[k]);
+                Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(got[k]), $"half 0x{halves[k]:X4}: {got[k]:R} vs {expected:R}");
+            }
+        }
+    }
+
+    /// <summary>The subnormal test counts subnormal halves only: not zeros, not the smallest normal half.</summary>
+    [SkippableFact]
+    public void AnySubnormal_SeesSubnormalsOnly()
+    {
+        Skip.IfNot(CpuFeatures.Avx2Fma, "AVX2 + FMA not available");
+        bool wide = System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
+        foreach (ushort probe in new ushort[] { 0, 1, 0x3FF, 0x400, 0x3C00, 0x7BFF })
+            for (int lane = 0; lane < 32; lane += 7)
+            {
+                bool expected = probe is >= 1 and <= 0x3FF;
+                var a = new ushort[32]; Array.Fill(a, (ushort)0x3C00); a[lane] = probe;
+                var zeros = new ushort[32]; // all zero magnitudes: never subnormal
+                fixed (ushort* pa = a)
+                fixed (ushort* pz = zeros)
+                {
+                    Assert.Equal(expected, Fp16Format.AnySubnormal(System.Runtime.Intrinsics.Vector256.Load(pz), System.Runtime.Intrinsics.Vector256.Load(pa + (lane & 16))));
+                    if (wide)
+                        Assert.Equal(expected, Fp16Format.AnySubnormal(System.Runtime.Intrinsics.Vector512.Load(pa), System.Runtime.Intrinsics.Vector512.Load(pz)));
+                }
+            }
     }
 }

@@ -165,8 +165,25 @@ public static unsafe class FloatDot
             Sse.Prefetch0(v + i + ahead);
             Vector256<float> y0 = Avx.LoadVector256(y + i), y1 = Avx.LoadVector256(y + i + 8);
             Vector256<float> y2 = Avx.LoadVector256(y + i + 16), y3 = Avx.LoadVector256(y + i + 24);
-            Fp16Format.TrackMagnitudes(ref mag, w + i); Fp16Format.TrackMagnitudes(ref mag, w + i + 16);
-            Fp16Format.TrackMagnitudes(ref mag, v + i); Fp16Format.TrackMagnitudes(ref mag, v + i + 16);
+            Vector256<ushort> m7 = Vector256.Create((ushort)0x7FFF);
+            Vector256<ushort> mw0 = Avx2.And(Avx.LoadVector256(w + i), m7), mw1 = Avx2.And(Avx.LoadVector256(w + i + 16), m7);
+            Vector256<ushort> mv0 = Avx2.And(Avx.LoadVector256(v + i), m7), mv1 = Avx2.And(Avx.LoadVector256(v + i + 16), m7);
+            mag = Avx2.Max(mag, Avx2.Max(Avx2.Max(mw0, mw1), Avx2.Max(mv0, mv1)));
+            if (Fp16Format.AnySubnormal(mw0, mw1) || Fp16Format.AnySubnormal(mv0, mv1))
+            {
+                // Rare: exact weights and activations, so no fused multiply-add sees a subnormal operand (see F16Rows2Avx512).
+                Vector256<float> inverse = Vector256.Create(Fp16Format.RebiasScaleInverse);
+                Vector256<float> e0 = Avx.Multiply(y0, inverse), e1 = Avx.Multiply(y1, inverse), e2 = Avx.Multiply(y2, inverse), e3 = Avx.Multiply(y3, inverse);
+                s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i), e0, s0);
+                s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 8), e1, s1);
+                s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 16), e2, s2);
+                s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 24), e3, s3);
+                t0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(v + i), e0, t0);
+                t1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(v + i + 8), e1, t1);
+                t2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(v + i + 16), e2, t2);
+                t3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(v + i + 24), e3, t3);
+                continue;
+            }
             s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i), y0, s0);
             s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i + 8), y1, s1);
             s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i + 16), y2, s2);
@@ -200,8 +217,21 @@ public static unsafe class FloatDot
             Sse.Prefetch0(w + i + ahead);
             Sse.Prefetch0(v + i + ahead);
             Vector512<float> y01 = Avx512F.LoadVector512(y + i), y23 = Avx512F.LoadVector512(y + i + 16);
-            Fp16Format.TrackMagnitudes(ref mag, w + i);
-            Fp16Format.TrackMagnitudes(ref mag, v + i);
+            Vector512<ushort> mw = Avx512F.And(Avx512F.LoadVector512(w + i), Vector512.Create((ushort)0x7FFF));
+            Vector512<ushort> mv = Avx512F.And(Avx512F.LoadVector512(v + i), Vector512.Create((ushort)0x7FFF));
+            mag = Avx512BW.Max(mag, Avx512BW.Max(mw, mv));
+            if (Fp16Format.AnySubnormal(mw, mv))
+            {
+                // Rare (a few halves in a thousand): the same products from exact weights and activations,
+                // so that no fused multiply-add sees a subnormal operand (see ToSingle16Normalised).
+                Vector512<float> e01 = Avx512F.Multiply(y01, Vector512.Create(Fp16Format.RebiasScaleInverse));
+                Vector512<float> e23 = Avx512F.Multiply(y23, Vector512.Create(Fp16Format.RebiasScaleInverse));
+                s01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Normalised(w + i), e01, s01);
+                s23 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Normalised(w + i + 16), e23, s23);
+                t01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Normalised(v + i), e01, t01);
+                t23 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Normalised(v + i + 16), e23, t23);
+                continue;
+            }
             s01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Rebiased(w + i), y01, s01);
             s23 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Rebiased(w + i + 16), y23, s23);
             t01 = Avx512F.FusedMultiplyAdd(Fp16Format.ToSingle16Rebiased(v + i), y01, t01);
