@@ -162,7 +162,7 @@ public static unsafe class Fp16Format
             for (; i + 8 <= n; i += 8)
             {
                 if (AnySpecial8(src + i)) break; // infinity/NaN: let the scalar loop do the rest
-                Avx.Store(dst + i, ToSingle8Unchecked(src + i));
+                Avx.Store(dst + i, ToSingle8Normalised(src + i));
             }
         }
         for (; i < n; i++) dst[i] = ToSingle(src[i]);
@@ -176,13 +176,6 @@ public static unsafe class Fp16Format
         TrackMagnitudes(ref max, p);
         return SawSpecialHalf(max);
     }
-
-    /// <summary>
-    /// Eight halves → eight floats (AVX2) with no infinity/NaN check: exact for every finite half. Callers
-    /// check the halves they convert with <see cref="AnySpecial8"/> or <see cref="TrackMagnitudes(ref Vector128{ushort}, ushort*)"/> (or its wider forms).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> ToSingle8Unchecked(ushort* p) => FromShifted(Shifted8(p));
 
     /// <summary>
     /// Sixteen halves → their values × 2^-112 (AVX-512), exactly, with no multiply: the half's bits moved
@@ -216,7 +209,11 @@ public static unsafe class Fp16Format
         return Avx512F.Or(magnitude.AsInt32(), Avx512F.And(u, Vector512.Create(int.MinValue))).AsSingle();
     }
 
-    /// <summary>Eight halves → floats (AVX2) as <see cref="ToSingle16Normalised"/>: exact, no subnormal float formed, no infinity/NaN check.</summary>
+    /// <summary>
+    /// Eight halves → floats (AVX2) as <see cref="ToSingle16Normalised"/>: exact for every finite half, no
+    /// subnormal float formed, no infinity/NaN check (callers check the halves with <see cref="AnySpecial8"/>
+    /// or <see cref="TrackMagnitudes(ref Vector128{ushort}, ushort*)"/> or its wider forms).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<float> ToSingle8Normalised(ushort* p)
     {
@@ -258,16 +255,12 @@ public static unsafe class Fp16Format
     internal static Vector256<float> ToSingle8Rebiased(ushort* p) => Avx2.And(Shifted8(p), Vector256.Create(SignAndMagnitude)).AsSingle();
 
     // Sign-extend to 32 bits and shift by 13: the half's exponent+fraction land in bits 27..13, copies
-    // of the sign fill bits 31..28; masking with SignAndMagnitude leaves sign | (magnitude << 13), and
-    // the multiply by 2^112 rebiases the exponent (and normalises subnormal halves) exactly.
+    // of the sign fill bits 31..28; masking with SignAndMagnitude leaves sign | (magnitude << 13): the
+    // value × 2^-112 (a subnormal float for a subnormal half, see ToSingle16Normalised).
     private const int SignAndMagnitude = unchecked((int)0x8FFFE000);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Shifted8(ushort* p) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> FromShifted(Vector256<int> w) =>
-        Avx.Multiply(Avx2.And(w, Vector256.Create(SignAndMagnitude)).AsSingle(), Vector256.Create(TwoPow112));
 
     /// <summary>
     /// Folds eight halves' magnitudes (sign cleared) into a running unsigned 16-bit max; afterwards

@@ -114,10 +114,10 @@ public static unsafe class FloatDot
         {
             Fp16Format.TrackMagnitudes(ref mag, w + i);
             Fp16Format.TrackMagnitudes(ref mag, w + i + 16);
-            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i), Avx.LoadVector256(y + i), s0);
-            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 8), Avx.LoadVector256(y + i + 8), s1);
-            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 16), Avx.LoadVector256(y + i + 16), s2);
-            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i + 24), Avx.LoadVector256(y + i + 24), s3);
+            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i), Avx.LoadVector256(y + i), s0);
+            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 8), Avx.LoadVector256(y + i + 8), s1);
+            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 16), Avx.LoadVector256(y + i + 16), s2);
+            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 24), Avx.LoadVector256(y + i + 24), s3);
         }
         special = Fp16Format.SawSpecialHalf(mag);
         double sum = ReduceFour(s0, s1, s2, s3);
@@ -441,7 +441,7 @@ public static unsafe class FloatDot
             for (int i = 0; i < n; i += 8)
             {
                 Fp16Format.TrackMagnitudes(ref mag, w + i);
-                acc = Fma.MultiplyAdd(Fp16Format.ToSingle8Unchecked(w + i), Avx.LoadVector256(y + i), acc);
+                acc = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i), Avx.LoadVector256(y + i), acc);
             }
             if (!Fp16Format.SawSpecialHalf(mag)) return QuantDot.HorizontalSum(acc);
         }
@@ -569,8 +569,8 @@ public static unsafe class FloatDot
                 for (int k = 0; k < 8; k++) { dst[k] = Fp16Format.ToSingle(r0[i + k]); dst[8 + k] = Fp16Format.ToSingle(r1[i + k]); }
             else
             {
-                Avx.Store(dst, Fp16Format.ToSingle8Unchecked(r0 + i));
-                Avx.Store(dst + 8, Fp16Format.ToSingle8Unchecked(r1 + i));
+                Avx.Store(dst, Fp16Format.ToSingle8Normalised(r0 + i));
+                Avx.Store(dst + 8, Fp16Format.ToSingle8Normalised(r1 + i));
             }
         }
     }
