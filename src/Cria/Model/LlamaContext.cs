@@ -233,9 +233,7 @@ public sealed unsafe class LlamaContext : IDisposable
 
                 // Attention: x += Wo · Attention(RoPE(Wq·h), RoPE(Wk·h), Wv·h), h = RMSNorm(x)
                 RmsNormRows(x, blk.AttentionNorm, xn, n, d);
-                _matmul.Multiply(blk.Query, xn, n, q);
-                _matmul.Multiply(blk.Key, xn, n, k);
-                _matmul.Multiply(blk.Value, xn, n, v);
+                _matmul.MultiplySharedInput(xn, n, blk.Query, q, blk.Key, k, blk.Value, v);
                 for (int b = 0; b < n; b++)
                 {
                     float* c = P(_ropeCos) + b * half, s = P(_ropeSin) + b * half;
@@ -258,8 +256,7 @@ public sealed unsafe class LlamaContext : IDisposable
 
                 // Feed-forward: x += W_down · (SiLU(W_gate·h) ⊙ W_up·h), h = RMSNorm(x)
                 RmsNormRows(x, blk.FeedForwardNorm, xn, n, d);
-                _matmul.Multiply(blk.Gate, xn, n, gate);
-                _matmul.Multiply(blk.Up, xn, n, up);
+                _matmul.MultiplySharedInput(xn, n, blk.Gate, gate, blk.Up, up);
                 VectorOps.SiluMul(new ReadOnlySpan<float>(gate, n * ff), new ReadOnlySpan<float>(up, n * ff), new Span<float>(gate, n * ff), rowLength: ff);
                 _matmul.Multiply(blk.Down, gate, n, proj);
                 VectorOps.Add(new ReadOnlySpan<float>(proj, n * d), new Span<float>(x, n * d));

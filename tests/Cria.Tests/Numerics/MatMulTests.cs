@@ -277,6 +277,53 @@ public unsafe class MatMulTests
         }
     }
 
+    /// <summary>
+    /// Products sharing their input in one pool run give the bits of separate products: types whose
+    /// activations take the same form (Q4_K + Q6_K + Q4_K, as in Q4_K_M files; F16 × 3; Q4_0 + Q8_0) and,
+    /// through the fallback, mixed forms, several activation rows and rows that do not fill a chunk.
+    /// </summary>
+    [Fact]
+    public void MultiplySharedInput_EqualsSeparateProducts()
+    {
+        var rng = new Random(4242);
+        var cases = new (GgmlType a, GgmlType b, GgmlType c, int batch)[]
+        {
+            (GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q4_K, 1),
+            (GgmlType.F16, GgmlType.F16, GgmlType.F16, 1),
+            (GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_0, 1),
+            (GgmlType.Q4_K, GgmlType.F16, GgmlType.Q8_0, 1), // different forms: separate runs
+            (GgmlType.Q8_0, GgmlType.Q8_0, GgmlType.Q8_0, 3), // several rows: separate runs
+        };
+        using var pool = new WorkerPool(3);
+        using var mm = new MatMul(pool);
+        foreach (var (ta, tb, tc, batch) in cases)
+        {
+            using var a = RandomMatrix(ta, 256, 512, rng);
+            using var b = RandomMatrix(tb, 36, 512, rng); // fewer rows than two chunks per thread
+            using var c = RandomMatrix(tc, 130, 512, rng);
+            var x = new float[batch * 512];
+            for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+            float[] ya = new float[batch * 256], yb = new float[batch * 36], yc = new float[batch * 130];
+            float[] sa = new float[ya.Length], sb = new float[yb.Length], sc = new float[yc.Length];
+            float[] pa = new float[ya.Length], pb = new float[yb.Length];
+            fixed (float* px = x)
+            fixed (float* pya = ya) fixed (float* pyb = yb) fixed (float* pyc = yc)
+            fixed (float* psa = sa) fixed (float* psb = sb) fixed (float* psc = sc)
+            fixed (float* ppa = pa) fixed (float* ppb = pb)
+            {
+                mm.Multiply(a.W, px, batch, pya);
+                mm.Multiply(b.W, px, batch, pyb);
+                mm.Multiply(c.W, px, batch, pyc);
+                mm.MultiplySharedInput(px, batch, a.W, psa, b.W, psb, c.W, psc);
+                mm.MultiplySharedInput(px, batch, a.W, ppa, b.W, ppb);
+            }
+            string what = $"{ta}+{tb}+{tc} batch {batch}";
+            Assert.True(ya.AsSpan().SequenceEqual(sa) && yb.AsSpan().SequenceEqual(sb) && yc.AsSpan().SequenceEqual(sc), what);
+            Assert.True(ya.AsSpan().SequenceEqual(pa) && yb.AsSpan().SequenceEqual(pb), what + " (two)");
+            Assert.Contains(sa, v => v != 0);
+        }
+    }
+
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]

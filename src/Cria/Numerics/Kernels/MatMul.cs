@@ -83,6 +83,8 @@ public sealed unsafe class MatMul : IDisposable
 {
     private readonly WorkerPool _pool;
     private readonly ProductJob _product;
+    private readonly ProductJob[] _sharedInputProducts; // the products of one MultiplySharedInput call
+    private readonly SequenceJob _sequence;
     private readonly PrepareJob _prepare;
 
     private byte* _activations;       // prepared activation rows
@@ -106,6 +108,8 @@ public sealed unsafe class MatMul : IDisposable
     {
         _pool = pool ?? throw new ArgumentNullException(nameof(pool));
         _product = new ProductJob(this);
+        _sharedInputProducts = [new ProductJob(this), new ProductJob(this), new ProductJob(this)];
+        _sequence = new SequenceJob();
         _prepare = new PrepareJob();
     }
 
@@ -118,56 +122,125 @@ public sealed unsafe class MatMul : IDisposable
     /// </summary>
     public void Multiply(in WeightMatrix w, float* x, int batch, float* y)
     {
+        if (!Check(w, x, batch, y)) return;
+        byte* act = PrepareActivations(w.Type, x, batch, w.Cols, out long actRowBytes);
+        int chunks = Configure(_product, w, act, actRowBytes, batch, y);
+        _pool.Run(_product, chunks);
+    }
+
+    /// <summary>
+    /// The products of one input <paramref name="x"/> (<paramref name="batch"/> rows) with two matrices
+    /// (y0 = W0·x, y1 = W1·x): the same outputs, bit for bit, as two <see cref="Multiply"/> calls. For one
+    /// activation row (decode) with matrices of the same width whose activations take the same form, the
+    /// input is prepared once and both products run as one pool run: one wait for the slowest thread
+    /// instead of two (the gate and up projections).
+    /// </summary>
+    public void MultiplySharedInput(float* x, int batch, in WeightMatrix w0, float* y0, in WeightMatrix w1, float* y1)
+    {
+        if (!CanShare(batch, w0, w1))
+        {
+            Multiply(w0, x, batch, y0);
+            Multiply(w1, x, batch, y1);
+            return;
+        }
+        if (!Check(w0, x, batch, y0) | !Check(w1, x, batch, y1)) return; // (CanShare ruled out empty products)
+        byte* act = PrepareActivations(w0.Type, x, batch, w0.Cols, out long actRowBytes);
+        _sequence.Set(_sharedInputProducts[0], Configure(_sharedInputProducts[0], w0, act, actRowBytes, batch, y0),
+            _sharedInputProducts[1], Configure(_sharedInputProducts[1], w1, act, actRowBytes, batch, y1));
+        _pool.Run(_sequence, _sequence.ItemCount);
+    }
+
+    /// <summary>As <see cref="MultiplySharedInput(float*, int, in WeightMatrix, float*, in WeightMatrix, float*)"/> with three matrices (the query, key and value projections).</summary>
+    public void MultiplySharedInput(float* x, int batch, in WeightMatrix w0, float* y0, in WeightMatrix w1, float* y1, in WeightMatrix w2, float* y2)
+    {
+        if (!CanShare(batch, w0, w1) || !CanShare(batch, w0, w2))
+        {
+            Multiply(w0, x, batch, y0);
+            Multiply(w1, x, batch, y1);
+            Multiply(w2, x, batch, y2);
+            return;
+        }
+        if (!Check(w0, x, batch, y0) | !Check(w1, x, batch, y1) | !Check(w2, x, batch, y2)) return;
+        byte* act = PrepareActivations(w0.Type, x, batch, w0.Cols, out long actRowBytes);
+        _sequence.Set(_sharedInputProducts[0], Configure(_sharedInputProducts[0], w0, act, actRowBytes, batch, y0),
+            _sharedInputProducts[1], Configure(_sharedInputProducts[1], w1, act, actRowBytes, batch, y1),
+            _sharedInputProducts[2], Configure(_sharedInputProducts[2], w2, act, actRowBytes, batch, y2));
+        _pool.Run(_sequence, _sequence.ItemCount);
+    }
+
+    /// <summary>One pool run serves both products: one activation row, the same width, activations prepared the same way, nothing empty.</summary>
+    private static bool CanShare(int batch, in WeightMatrix a, in WeightMatrix b) =>
+        batch == 1 && a.Cols == b.Cols && a.Cols > 0 && a.Rows > 0 && b.Rows > 0
+        && GgmlTypeInfo.CanCompute(a.Type) && GgmlTypeInfo.CanCompute(b.Type)
+        && ActivationForm(a.Type) == ActivationForm(b.Type);
+
+    /// <summary>Which prepared activations a weight type multiplies with (for one activation row; <see cref="PrepareActivations"/> adapts F16 and Q4_0/Q8_0 to several); null for F32 (the activations as they are).</summary>
+    private static PrepareKind? ActivationForm(GgmlType t) => t switch
+    {
+        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL => PrepareKind.Q8_0,
+        GgmlType.Q4_1 or GgmlType.Q5_1 => PrepareKind.Q8_1,
+        GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_XS => PrepareKind.Q8_K,
+        GgmlType.F16 => PrepareKind.RoundF16Rebiased,
+        GgmlType.BF16 => PrepareKind.RoundBF16,
+        _ => null, // F32: the activations as they are
+    };
+
+    /// <summary>Argument checks; false when there is nothing to run (an empty product, whose output is cleared if it has rows).</summary>
+    private bool Check(in WeightMatrix w, float* x, int batch, float* y)
+    {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!GgmlTypeInfo.CanCompute(w.Type)) throw new NotSupportedException($"matrix products with {GgmlTypeInfo.Name(w.Type)} weights are not supported");
         ArgumentOutOfRangeException.ThrowIfNegative(batch);
         int rows = w.Rows, cols = w.Cols;
-        if (batch == 0 || rows == 0) return;
+        if (batch == 0 || rows == 0) return false;
         if (x == null) throw new ArgumentNullException(nameof(x));
         if (y == null) throw new ArgumentNullException(nameof(y));
         if (cols == 0)
         {
             new Span<float>(y, checked(batch * rows)).Clear();
-            return;
+            return false;
         }
+        return true;
+    }
 
-        // 1. Activations in the form ggml multiplies with.
+    /// <summary>The activation rows in the form ggml multiplies <paramref name="t"/> weights with (<see cref="ActivationForm"/>).</summary>
+    private byte* PrepareActivations(GgmlType t, float* x, int batch, int cols, out long actRowBytes)
+    {
+        switch (ActivationForm(t))
+        {
+            case PrepareKind.Q8_0:
+            {
+                actRowBytes = (long)cols / Q8_0Format.BlockSize * Q8_0Format.BlockBytes;
+                // Q4_0 with several rows also needs −8·Σa per activation block (Q4BatchDot).
+                if (t == GgmlType.Q4_0 && batch > 1) EnsureBias((long)batch * (cols / Q8_0Format.BlockSize));
+                // Q8_0 with several rows on VNNI tiles takes its activations in offset form (Q8BatchDot).
+                bool offset = t == GgmlType.Q8_0 && batch > 1 && CpuFeatures.VnniTiles;
+                return Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes, t == GgmlType.Q4_0 && batch > 1 ? _bias : null, offset);
+            }
+            case PrepareKind.Q8_1:
+                actRowBytes = (long)cols / Q8_1Format.BlockSize * Q8_1Format.BlockBytes;
+                return Prepare(PrepareKind.Q8_1, x, batch, cols, actRowBytes);
+            case PrepareKind.Q8_K:
+                actRowBytes = (long)cols / Q8_KFormat.BlockSize * Q8_KFormat.BlockBytes;
+                return Prepare(PrepareKind.Q8_K, x, batch, cols, actRowBytes);
+            case PrepareKind.RoundF16Rebiased:
+                // F16 decode (one row) multiplies the rounded activations by 2^112 as well (FloatDot.F16Rows2).
+                actRowBytes = (long)cols * sizeof(float);
+                return Prepare(batch == 1 ? PrepareKind.RoundF16Rebiased : PrepareKind.RoundF16, x, batch, cols, actRowBytes);
+            case PrepareKind.RoundBF16:
+                actRowBytes = (long)cols * sizeof(float);
+                return Prepare(PrepareKind.RoundBF16, x, batch, cols, actRowBytes);
+            default: // F32
+                actRowBytes = (long)cols * sizeof(float);
+                return (byte*)x;
+        }
+    }
+
+    /// <summary>Sets <paramref name="job"/> up for y = W·act (accumulation order and work split); returns its number of row chunks.</summary>
+    private int Configure(ProductJob job, in WeightMatrix w, byte* act, long actRowBytes, int batch, float* y)
+    {
         GgmlType t = w.Type;
-        byte* act;
-        long actRowBytes;
-        if (t is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.IQ4_NL)
-        {
-            actRowBytes = (long)cols / Q8_0Format.BlockSize * Q8_0Format.BlockBytes;
-            // Q4_0 with several rows also needs −8·Σa per activation block (Q4BatchDot).
-            if (t == GgmlType.Q4_0 && batch > 1) EnsureBias((long)batch * (cols / Q8_0Format.BlockSize));
-            // Q8_0 with several rows on VNNI tiles takes its activations in offset form (Q8BatchDot).
-            bool offset = t == GgmlType.Q8_0 && batch > 1 && CpuFeatures.VnniTiles;
-            act = Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes, t == GgmlType.Q4_0 && batch > 1 ? _bias : null, offset);
-        }
-        else if (t is GgmlType.Q4_1 or GgmlType.Q5_1)
-        {
-            actRowBytes = (long)cols / Q8_1Format.BlockSize * Q8_1Format.BlockBytes;
-            act = Prepare(PrepareKind.Q8_1, x, batch, cols, actRowBytes);
-        }
-        else if (t is GgmlType.Q2_K or GgmlType.Q3_K or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.IQ4_XS)
-        {
-            actRowBytes = (long)cols / Q8_KFormat.BlockSize * Q8_KFormat.BlockBytes;
-            act = Prepare(PrepareKind.Q8_K, x, batch, cols, actRowBytes);
-        }
-        else if (t is GgmlType.F16 or GgmlType.BF16)
-        {
-            actRowBytes = (long)cols * sizeof(float);
-            // F16 decode (one row) multiplies the rounded activations by 2^112 as well (FloatDot.F16Rows2).
-            PrepareKind kind = t == GgmlType.BF16 ? PrepareKind.RoundBF16 : batch == 1 ? PrepareKind.RoundF16Rebiased : PrepareKind.RoundF16;
-            act = Prepare(kind, x, batch, cols, actRowBytes);
-        }
-        else
-        {
-            actRowBytes = (long)cols * sizeof(float);
-            act = (byte*)x;
-        }
-
-        // 2. Accumulation order and work split.
+        int rows = w.Rows, cols = w.Cols;
         bool floatType = t is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
         bool blocked = floatType && batch >= 2 && cols % 8 == 0 && rows % 4 == 0;
         long weightChunkRowBytes = blocked ? (long)cols * sizeof(float) : w.RowBytes;
@@ -204,7 +277,6 @@ public sealed unsafe class MatMul : IDisposable
 
         if (blocked && t != GgmlType.F32) EnsureThreadScratch((long)rowsPerChunk * cols);
 
-        var job = _product;
         job.Weights = w;
         job.Activations = act;
         job.ActivationRowBytes = actRowBytes;
@@ -214,7 +286,7 @@ public sealed unsafe class MatMul : IDisposable
         job.RowsPerChunk = rowsPerChunk;
         job.BatchTile = batchTile;
         job.Bias = _bias;
-        _pool.Run(job, chunks);
+        return chunks;
     }
 
     /// <summary>Dequantizes row <paramref name="row"/> of <paramref name="w"/> into <paramref name="dst"/> (length w.Cols); exact.</summary>
@@ -371,6 +443,40 @@ public sealed unsafe class MatMul : IDisposable
     }
 
     // ------------------------------------------------------------------ the product
+
+    /// <summary>Up to three product jobs run as one item space (job 0's chunks, then job 1's, then job 2's).</summary>
+    private sealed class SequenceJob : IParallelJob
+    {
+        private readonly ProductJob?[] _jobs = new ProductJob?[3];
+        private readonly int[] _ends = new int[3];
+        private int _count;
+
+        public int ItemCount => _count == 0 ? 0 : _ends[_count - 1];
+
+        public void Set(ProductJob a, int aItems, ProductJob b, int bItems, ProductJob? c = null, int cItems = 0)
+        {
+            _jobs[0] = a; _ends[0] = aItems;
+            _jobs[1] = b; _ends[1] = aItems + bItems;
+            _jobs[2] = c; _ends[2] = aItems + bItems + cItems;
+            _count = c is null ? 2 : 3;
+        }
+
+        public void Execute(int start, int end, int threadIndex)
+        {
+            int begin = 0;
+            for (int j = 0; j < _count && start < end; j++)
+            {
+                int stop = _ends[j];
+                if (start < stop)
+                {
+                    int to = Math.Min(end, stop);
+                    _jobs[j]!.Execute(start - begin, to - begin, threadIndex);
+                    start = to;
+                }
+                begin = stop;
+            }
+        }
+    }
 
     private sealed class ProductJob : IParallelJob
     {
