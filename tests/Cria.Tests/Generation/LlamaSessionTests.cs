@@ -106,10 +106,25 @@ public class LlamaSessionTests
         int[] one = { 1 };
         ctx.Evaluate(one);
         for (int i = 0; i < 20; i++) { one[0] = sampler.Sample(ctx.LastLogits); ctx.Evaluate(one); }
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 200; i++) { one[0] = sampler.Sample(ctx.LastLogits); ctx.Evaluate(one); }
-        long after = GC.GetAllocatedBytesForCurrentThread();
-        Assert.Equal(0, after - before);
+        AssertNothingAllocatedPerStep(() => { one[0] = sampler.Sample(ctx.LastLogits); ctx.Evaluate(one); }, 100, "decode steps");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="step"/> in two windows of <paramref name="perWindow"/> calls and requires one of
+    /// them to allocate nothing on this thread: an allocation per step shows in both windows. Twice, in
+    /// full-suite runs with other tests busy on both cores, one window saw a one-off of a few kilobytes
+    /// (1896 bytes in the token-stream test on 2026-11-27, 2992 bytes in the decode test on 2026-11-28) that
+    /// never reproduced alone, under CPU load, or with the tiering worker made to restart constantly; a
+    /// lazily created runtime object is the likely cause, and it is not per token. Both windows are reported.
+    /// </summary>
+    private static void AssertNothingAllocatedPerStep(Action step, int perWindow, string what)
+    {
+        long start = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < perWindow; i++) step();
+        long middle = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < perWindow; i++) step();
+        long end = GC.GetAllocatedBytesForCurrentThread();
+        Assert.True(Math.Min(middle - start, end - middle) == 0, $"{what}: allocated {middle - start} and {end - middle} bytes in two windows of {perWindow}");
     }
 
     [SkippableFact]
@@ -119,18 +134,9 @@ public class LlamaSessionTests
         using var session = new LlamaSession(model, new ContextOptions { ContextSize = 512 });
         using var tokens = session.GenerateTokens(session.Tokenize("Once upon a time"), Greedy(300)).GetEnumerator();
         for (int i = 0; i < 20; i++) Assert.True(tokens.MoveNext());
-        // Two windows of 100 tokens: an allocation per token shows in both. Once, in a full-suite run
-        // (2026-11-27, other tests busy on both cores), one window of this test saw 1896 bytes that never
-        // reproduced alone or under CPU load; a one-off like that (a lazily created runtime object) is
-        // not per token, so one clean window is required, and both are reported.
-        long start = GC.GetAllocatedBytesForCurrentThread();
         int produced = 0;
-        for (int i = 0; i < 100 && tokens.MoveNext(); i++) produced++;
-        long middle = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 100 && tokens.MoveNext(); i++) produced++;
-        long end = GC.GetAllocatedBytesForCurrentThread();
+        AssertNothingAllocatedPerStep(() => { if (tokens.MoveNext()) produced++; }, 100, "streamed tokens");
         Assert.True(produced == 200, $"only {produced} tokens");
-        Assert.True(Math.Min(middle - start, end - middle) == 0, $"allocated {middle - start} and {end - middle} bytes in two windows of 100 tokens");
     }
 
     [SkippableFact]
