@@ -116,13 +116,13 @@ public unsafe class DecodeKernelTests
             };
         var ys = y.Select(v => v * Fp16Format.RebiasScale).ToArray();
         Assert.All(ys, v => Assert.True(float.IsFinite(v)));
+        AssertEveryKernelExact(h, n, y);
         var output = new float[2];
         fixed (ushort* ph = h)
         fixed (float* py = y)
         fixed (float* pys = ys)
         fixed (float* po = output)
         {
-            AssertPairEqualsSingleRows(ph, n, py, pys, n, po);
             FloatDot.F16Rows2(ph + n, 0, pys, n, po);
             Assert.True(Same(FloatDot.F16Scalar(ph + n, py, n), po[0]));
             Assert.True(Same(po[0], po[1]));
@@ -147,6 +147,16 @@ public unsafe class DecodeKernelTests
         foreach (int step in new[] { 3, 4, 9 }) { h[step * 32 + 5] = 0; h[n + step * 32 + 6] = 0x8000; }
         var y = new float[n];
         for (int i = 0; i < n; i++) y[i] = Fp16Format.Round((float)((rng.NextDouble() * 2 - 1) * (rng.Next(6) == 0 ? 1e-6 : 3)));
+        AssertEveryKernelExact(h, n, y);
+    }
+
+    /// <summary>
+    /// Rows h[0..n) and h[stride..stride+n) against activations y: F16Rows2 (whichever width it picks) and
+    /// explicitly both the 256-bit and the 512-bit kernels (where the CPU has them) give the scalar twin's bits.
+    /// </summary>
+    private static void AssertEveryKernelExact(ushort[] h, int stride, float[] y)
+    {
+        int n = y.Length;
         var ys = y.Select(v => v * Fp16Format.RebiasScale).ToArray();
         var output = new float[2];
         fixed (ushort* ph = h)
@@ -154,18 +164,18 @@ public unsafe class DecodeKernelTests
         fixed (float* pys = ys)
         fixed (float* po = output)
         {
-            AssertPairEqualsSingleRows(ph, n, py, pys, n, po);
-            float r0 = FloatDot.F16Scalar(ph, py, n), r1 = FloatDot.F16Scalar(ph + n, py, n);
+            AssertPairEqualsSingleRows(ph, stride, py, pys, n, po);
+            float r0 = FloatDot.F16Scalar(ph, py, n), r1 = FloatDot.F16Scalar(ph + stride, py, n);
             bool special;
             if (CpuFeatures.Avx2Fma)
             {
-                FloatDot.F16Rows2Avx2(ph, n, pys, n, po, out special);
+                FloatDot.F16Rows2Avx2(ph, stride, pys, n, po, out special);
                 Assert.False(special);
                 Assert.True(Same(r0, po[0]) && Same(r1, po[1]), "256-bit kernel");
             }
             if (CpuFeatures.Avx2Fma && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
             {
-                FloatDot.F16Rows2Avx512(ph, n, pys, n, po, out special);
+                FloatDot.F16Rows2Avx512(ph, stride, pys, n, po, out special);
                 Assert.False(special);
                 Assert.True(Same(r0, po[0]) && Same(r1, po[1]), "512-bit kernel");
             }

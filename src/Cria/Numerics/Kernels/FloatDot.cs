@@ -169,33 +169,30 @@ public static unsafe class FloatDot
             Vector256<ushort> mw0 = Avx2.And(Avx.LoadVector256(w + i), m7), mw1 = Avx2.And(Avx.LoadVector256(w + i + 16), m7);
             Vector256<ushort> mv0 = Avx2.And(Avx.LoadVector256(v + i), m7), mv1 = Avx2.And(Avx.LoadVector256(v + i + 16), m7);
             mag = Avx2.Max(mag, Avx2.Max(Avx2.Max(mw0, mw1), Avx2.Max(mv0, mv1)));
-            if (Fp16Format.AnySubnormal(mw0, mw1) || Fp16Format.AnySubnormal(mv0, mv1))
+            // Rare: a subnormal half among these. Then exact weights and activations, so that no fused
+            // multiply-add sees a subnormal operand (see F16Rows2Avx512); the same real products either way.
+            bool exact = Fp16Format.AnySubnormal(mw0, mw1) || Fp16Format.AnySubnormal(mv0, mv1);
+            if (exact)
             {
-                // Rare: exact weights and activations, so no fused multiply-add sees a subnormal operand (see F16Rows2Avx512).
                 Vector256<float> inverse = Vector256.Create(Fp16Format.RebiasScaleInverse);
-                Vector256<float> e0 = Avx.Multiply(y0, inverse), e1 = Avx.Multiply(y1, inverse), e2 = Avx.Multiply(y2, inverse), e3 = Avx.Multiply(y3, inverse);
-                s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i), e0, s0);
-                s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 8), e1, s1);
-                s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 16), e2, s2);
-                s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 24), e3, s3);
-                t0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(v + i), e0, t0);
-                t1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(v + i + 8), e1, t1);
-                t2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(v + i + 16), e2, t2);
-                t3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(v + i + 24), e3, t3);
-                continue;
+                y0 = Avx.Multiply(y0, inverse); y1 = Avx.Multiply(y1, inverse); y2 = Avx.Multiply(y2, inverse); y3 = Avx.Multiply(y3, inverse);
             }
-            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i), y0, s0);
-            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i + 8), y1, s1);
-            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i + 16), y2, s2);
-            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i + 24), y3, s3);
-            t0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(v + i), y0, t0);
-            t1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(v + i + 8), y1, t1);
-            t2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(v + i + 16), y2, t2);
-            t3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(v + i + 24), y3, t3);
+            s0 = Fma.MultiplyAdd(Halves8(w + i, exact), y0, s0);
+            s1 = Fma.MultiplyAdd(Halves8(w + i + 8, exact), y1, s1);
+            s2 = Fma.MultiplyAdd(Halves8(w + i + 16, exact), y2, s2);
+            s3 = Fma.MultiplyAdd(Halves8(w + i + 24, exact), y3, s3);
+            t0 = Fma.MultiplyAdd(Halves8(v + i, exact), y0, t0);
+            t1 = Fma.MultiplyAdd(Halves8(v + i + 8, exact), y1, t1);
+            t2 = Fma.MultiplyAdd(Halves8(v + i + 16, exact), y2, t2);
+            t3 = Fma.MultiplyAdd(Halves8(v + i + 24, exact), y3, t3);
         }
         special = Fp16Format.SawSpecialHalf(mag);
         F16Rows2Tail(w, v, y, np, n, ReduceFour(s0, s1, s2, s3), ReduceFour(t0, t1, t2, t3), output);
     }
+
+    /// <summary>Eight halves as <see cref="F16Rows2Avx2"/> multiplies them: exact values when <paramref name="exact"/>, else × 2^-112.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Halves8(ushort* p, bool exact) => exact ? Fp16Format.ToSingle8Normalised(p) : Fp16Format.ToSingle8Rebiased(p);
 
     /// <summary>
     /// <see cref="F16Rows2Avx2"/> with AVX-512 registers: one 16-lane accumulator holds what two 8-lane ones

@@ -135,36 +135,35 @@ public sealed unsafe class MatMul : IDisposable
     /// input is prepared once and both products run as one pool run: one wait for the slowest thread
     /// instead of two (the gate and up projections).
     /// </summary>
-    public void MultiplySharedInput(float* x, int batch, in WeightMatrix w0, float* y0, in WeightMatrix w1, float* y1)
-    {
-        if (!CanShare(batch, w0, w1))
-        {
-            Multiply(w0, x, batch, y0);
-            Multiply(w1, x, batch, y1);
-            return;
-        }
-        if (!Check(w0, x, batch, y0) | !Check(w1, x, batch, y1)) return; // (CanShare ruled out empty products)
-        byte* act = PrepareActivations(w0.Type, x, batch, w0.Cols, out long actRowBytes);
-        _sequence.Set(_sharedInputProducts[0], Configure(_sharedInputProducts[0], w0, act, actRowBytes, batch, y0),
-            _sharedInputProducts[1], Configure(_sharedInputProducts[1], w1, act, actRowBytes, batch, y1));
-        _pool.Run(_sequence, _sequence.ItemCount);
-    }
+    public void MultiplySharedInput(float* x, int batch, in WeightMatrix w0, float* y0, in WeightMatrix w1, float* y1) =>
+        SharedInput(x, batch, w0, y0, w1, y1, w1, null);
 
     /// <summary>As <see cref="MultiplySharedInput(float*, int, in WeightMatrix, float*, in WeightMatrix, float*)"/> with three matrices (the query, key and value projections).</summary>
     public void MultiplySharedInput(float* x, int batch, in WeightMatrix w0, float* y0, in WeightMatrix w1, float* y1, in WeightMatrix w2, float* y2)
     {
-        if (!CanShare(batch, w0, w1) || !CanShare(batch, w0, w2))
+        ArgumentNullException.ThrowIfNull(y2);
+        SharedInput(x, batch, w0, y0, w1, y1, w2, y2);
+    }
+
+    /// <summary>Two products, or three when <paramref name="y2"/> is set.</summary>
+    private void SharedInput(float* x, int batch, in WeightMatrix w0, float* y0, in WeightMatrix w1, float* y1, in WeightMatrix w2, float* y2)
+    {
+        bool three = y2 != null;
+        if (!CanShare(batch, w0, w1) || three && !CanShare(batch, w0, w2))
         {
             Multiply(w0, x, batch, y0);
             Multiply(w1, x, batch, y1);
-            Multiply(w2, x, batch, y2);
+            if (three) Multiply(w2, x, batch, y2);
             return;
         }
-        if (!Check(w0, x, batch, y0) | !Check(w1, x, batch, y1) | !Check(w2, x, batch, y2)) return;
+        bool run = Check(w0, x, batch, y0) & Check(w1, x, batch, y1) & (!three || Check(w2, x, batch, y2));
+        if (!run) return; // (CanShare ruled out empty products)
         byte* act = PrepareActivations(w0.Type, x, batch, w0.Cols, out long actRowBytes);
-        _sequence.Set(_sharedInputProducts[0], Configure(_sharedInputProducts[0], w0, act, actRowBytes, batch, y0),
-            _sharedInputProducts[1], Configure(_sharedInputProducts[1], w1, act, actRowBytes, batch, y1),
-            _sharedInputProducts[2], Configure(_sharedInputProducts[2], w2, act, actRowBytes, batch, y2));
+        ProductJob[] jobs = _sharedInputProducts;
+        int n0 = Configure(jobs[0], w0, act, actRowBytes, batch, y0);
+        int n1 = Configure(jobs[1], w1, act, actRowBytes, batch, y1);
+        if (three) _sequence.Set(jobs[0], n0, jobs[1], n1, jobs[2], Configure(jobs[2], w2, act, actRowBytes, batch, y2));
+        else _sequence.Set(jobs[0], n0, jobs[1], n1);
         _pool.Run(_sequence, _sequence.ItemCount);
     }
 
