@@ -45,6 +45,29 @@ public class WorkerPoolTests
         }
     }
 
+    [Theory]
+    [InlineData(1, 2)]
+    [InlineData(7, 2)]
+    [InlineData(128, 2)]
+    [InlineData(1001, 4)]
+    [InlineData(65536, 10)]
+    public void GuidedChunks_StartLarge_ShrinkToSingleItems_AndCoverTheRun(int count, int share)
+    {
+        var chunks = new List<int>();
+        for (int done = 0; done < count;)
+        {
+            int c = WorkerPool.GuidedChunk(count - done, share);
+            Assert.InRange(c, 1, count - done);
+            chunks.Add(c);
+            done += c;
+        }
+        Assert.Equal(count, chunks.Sum());
+        Assert.Equal(Math.Max(1, count / share), chunks[0]);                   // a share of the whole run first
+        for (int i = 1; i < chunks.Count; i++) Assert.True(chunks[i] <= chunks[i - 1], $"chunk {i} grew");
+        Assert.Equal(1, chunks[^1]);                                            // the run ends in single items
+        Assert.True(chunks.Count <= share * (Math.Log(count + 1) + 1) + share, $"{chunks.Count} chunks for {count} items");
+    }
+
     private sealed class ThreadRecordingJob : IParallelJob
     {
         public readonly int[] ByThread = new int[8];
