@@ -96,7 +96,7 @@ public static class Program
         Console.WriteLine();
 
         // With --bandwidth, one pass streaming the model's mapped weights (the pages decode reads, with their
-        // page sizes, but no arithmetic) between the engines' runs of every tg repetition gives the read bandwidth
+        // page sizes, and nothing but loads) between the engines' runs of every tg repetition gives the read bandwidth
         // under the same conditions as the runs (the machine is shared: it moves by ±20 % within minutes).
         long weightBytes = 0;
         using var probe = o.Bandwidth ? WeightsProbe(cria, o.Threads, out weightBytes) : null;
@@ -179,9 +179,10 @@ public static class Program
         "  -t N   threads for both engines (default: physical cores as Cria counts them)\n" +
         "  -r N   timed repetitions per test and engine, after one warm-up\n" +
         "  --fa   turn llama.cpp's flash attention on (default off, as llama-bench; Cria has none)\n" +
-        "  --bandwidth  also measure the machine's read bandwidth (-t threads streaming 1 GiB) and report\n" +
-        "               tg as a share of it (weight bytes read per token × tokens/s ÷ bandwidth): against the\n" +
-        "               best of 5 passes after the runs, and against the median of passes between the tg runs";
+        "  --bandwidth  also measure read bandwidth (-t threads streaming with prefetch) and report tg as a\n" +
+        "               share of it (weight bytes read per token × tokens/s ÷ bandwidth), against: a 1 GiB buffer\n" +
+        "               and the model's mapped weights (best of 5 passes each, after the runs), and per tg\n" +
+        "               repetition the pass over the weights between the two engines' runs (median)";
 
     private static Options Parse(string[] args)
     {
