@@ -65,7 +65,10 @@ public class WorkerPoolTests
         Assert.Equal(Math.Max(1, count / share), chunks[0]);                   // a share of the whole run first
         for (int i = 1; i < chunks.Count; i++) Assert.True(chunks[i] <= chunks[i - 1], $"chunk {i} grew");
         Assert.Equal(1, chunks[^1]);                                            // the run ends in single items
-        Assert.True(chunks.Count <= share * (Math.Log(count + 1) + 1) + share, $"{chunks.Count} chunks for {count} items");
+        // While at least `share` items remain each claim takes ⌊remaining/share⌋ ≥ remaining/(2·share) of them, so
+        // remaining shrinks by a factor ≤ 1 − 1/(2·share) per claim: at most 2·share·ln(count) + 1 claims get it
+        // below share, then at most share − 1 single items follow.
+        Assert.True(chunks.Count <= 2 * share * Math.Log(Math.Max(count, 1)) + share, $"{chunks.Count} chunks for {count} items");
     }
 
     private sealed class ThreadRecordingJob : IParallelJob
