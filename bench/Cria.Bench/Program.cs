@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
+using Cria.Gguf;
 using Cria.Model;
 using Cria.Numerics;
 using Cria.Numerics.Kernels;
@@ -98,8 +99,10 @@ public static class Program
         // With --bandwidth, one pass streaming the model's mapped weights (the pages decode reads, with their
         // page sizes, and nothing but loads) between the engines' runs of every tg repetition gives the read bandwidth
         // under the same conditions as the runs (the machine is shared: it moves by ±20 % within minutes).
-        long weightBytes = 0;
-        using var probe = o.Bandwidth ? WeightsProbe(cria, o.Threads, out weightBytes) : null;
+        // Weights small enough to sit in a last-level cache (260 MiB here; the threshold is about twice that) say
+        // nothing about memory: no weights probe then.
+        long weightBytes = WeightsExtent(cria, out _);
+        using var probe = o.Bandwidth && weightBytes >= MinProbeBytes ? WeightsProbe(cria, o.Threads) : null;
         var inRun = new List<double>();
         var results = new List<(string Test, double[] Cria, double[] Llama)>();
         foreach (var (name, runCria, runLlama) in tests)
@@ -113,11 +116,12 @@ public static class Program
             }
             var c = new double[o.Repetitions];
             var l = new double[o.Repetitions];
+            // the bandwidth pass between the two engines' runs of each tg repetition
+            Action between = name.StartsWith("tg", StringComparison.Ordinal) && probe != null ? () => inRun.Add(Settled(probe.Pass)) : () => { };
             for (int r = 0; r < o.Repetitions; r++)
             {
-                bool tg = name.StartsWith("tg", StringComparison.Ordinal);
-                if (r % 2 == 0) { c[r] = Settled(runCria); if (tg && probe != null) inRun.Add(Settled(probe.Pass)); l[r] = Settled(runLlama); }
-                else { l[r] = Settled(runLlama); if (tg && probe != null) inRun.Add(Settled(probe.Pass)); c[r] = Settled(runCria); }
+                if (r % 2 == 0) { c[r] = Settled(runCria); between(); l[r] = Settled(runLlama); }
+                else { l[r] = Settled(runLlama); between(); c[r] = Settled(runCria); }
             }
             results.Add((name, c, l));
             if (Environment.GetEnvironmentVariable("CRIA_BENCH_VERBOSE") == "1")
@@ -130,6 +134,9 @@ public static class Program
         {
             weightsBest = Enumerable.Range(0, 5).Max(_ => probe.Pass());
             if (inRun.Count > 0) inRunBandwidth = Median(inRun.ToArray());
+        }
+        if (o.Bandwidth)
+        {
             using var buffer = new BandwidthProbe(o.Threads);
             bandwidth = Enumerable.Range(0, 5).Max(_ => buffer.Pass());
         }
@@ -151,14 +158,18 @@ public static class Program
             long perToken = cria.File.Tensors.Where(t => tied || t.Name != "token_embd.weight").Sum(t => t.ByteSize);
             Console.WriteLine();
             Console.WriteLine($"read bandwidth: {bandwidth / 1e9:F2} GB/s ({BandwidthProbe.Describe(o.Threads)}, best of 5 passes, measured after the runs)");
-            Console.WriteLine($"read bandwidth of the mapped weights ({weightBytes / 1e6:F1} MB): {weightsBest / 1e9:F2} GB/s best of 5 passes after the runs" +
-                              (inRunBandwidth > 0 ? $", {inRunBandwidth / 1e9:F2} GB/s median of {inRun.Count} passes between the tg runs (one per repetition, between the two engines)" : ""));
+            if (probe == null)
+                Console.WriteLine($"mapped weights ({weightBytes / 1e6:F1} MB) not streamed: under {MinProbeBytes >> 20} MiB they may fit in a cache");
+            else
+                Console.WriteLine($"read bandwidth of the mapped weights ({weightBytes / 1e6:F1} MB): {weightsBest / 1e9:F2} GB/s best of 5 passes after the runs" +
+                                  (inRunBandwidth > 0 ? $", {inRunBandwidth / 1e9:F2} GB/s median of {inRun.Count} passes between the tg runs (one per repetition, between the two engines)" : ""));
             Console.WriteLine($"weights read per generated token: {perToken / 1e6:F1} MB");
             foreach (var (test, c, l) in results.Where(x => x.Test.StartsWith("tg", StringComparison.Ordinal)))
             {
                 double cmed = Median(c), lmed = Median(l);
                 Console.WriteLine($"{test} (medians): Cria {cmed * perToken / 1e9:F2} GB/s = {100 * cmed * perToken / bandwidth:F0} % of bandwidth; " +
                                   $"llama.cpp {lmed * perToken / 1e9:F2} GB/s = {100 * lmed * perToken / bandwidth:F0} %");
+                if (probe == null) continue;
                 Console.WriteLine($"{test} (medians) against the mapped weights' best pass: Cria {100 * cmed * perToken / weightsBest:F0} %; llama.cpp {100 * lmed * perToken / weightsBest:F0} %");
                 if (inRun.Count == c.Length)
                 {
@@ -277,13 +288,21 @@ public static class Program
 
     // ---------------------------------------------------------------- helpers
 
-    /// <summary>A probe over the model's tensor data as Cria mapped it (from the first tensor to the end of the last).</summary>
-    private static unsafe BandwidthProbe WeightsProbe(LlamaModel model, int threads, out long length)
+    private const long MinProbeBytes = 512L << 20;
+
+    /// <summary>Bytes from the model's first tensor to the end of its last; <paramref name="first"/> is the first tensor.</summary>
+    private static long WeightsExtent(LlamaModel model, out GgufTensorInfo first)
     {
         var tensors = model.File.Tensors;
-        var first = tensors.MinBy(t => t.Offset)!;
+        first = tensors.MinBy(t => t.Offset)!;
         var last = tensors.MaxBy(t => t.Offset + (ulong)t.ByteSize)!;
-        length = (long)(last.Offset + (ulong)last.ByteSize - first.Offset);
+        return (long)(last.Offset + (ulong)last.ByteSize - first.Offset);
+    }
+
+    /// <summary>A probe over the model's tensor data as Cria mapped it (<see cref="WeightsExtent"/>).</summary>
+    private static unsafe BandwidthProbe WeightsProbe(LlamaModel model, int threads)
+    {
+        long length = WeightsExtent(model, out GgufTensorInfo first);
         return new BandwidthProbe(threads, model.File.GetTensorData(first), length);
     }
 
