@@ -457,4 +457,112 @@ public unsafe class MatMulTests
         Assert.Throws<NotSupportedException>(() => mm.Multiply(k, x, 1, y));
         mm.Multiply(w, x, 0, y); // empty batch: nothing to do
     }
+
+    /// <summary>A copy of a Q4_0 matrix repacked into eight-row groups (as the model loader makes).</summary>
+    private static Matrix Repacked(Matrix m)
+    {
+        var w = m.W;
+        long groupBytes = w.RowBytes * 8;
+        var r = new Matrix { Data = (byte*)NativeMemory.Alloc((nuint)(groupBytes * (w.Rows / 8))), Dequantized = m.Dequantized };
+        for (int g = 0; g < w.Rows / 8; g++)
+            Assert.True(Q4_0x8Format.Repack(w.Data + g * groupBytes, (nint)w.RowBytes, r.Data + g * groupBytes, w.Cols / 32));
+        r.W = new WeightMatrix(GgmlType.Q4_0, r.Data, w.Rows, w.Cols, WeightLayout.Q4_0x8);
+        return r;
+    }
+
+    /// <summary>
+    /// Repacked Q4_0 gives every output the bits of <see cref="Q4BatchDot.DotScalar"/> on the plain row, for one
+    /// activation row (decode) and several (prompt tiles), so a batch equals the plain matrix's batched product
+    /// bit for bit; across thread counts and row counts that leave partial chunks.
+    /// </summary>
+    [Theory]
+    [InlineData(8, 32)]
+    [InlineData(136, 256)]
+    [InlineData(264, 1024)]
+    public void RepackedQ4_0_GivesTheBatchedOrderExactly(int rows, int cols)
+    {
+        var rng = new Random(9000 + rows + cols);
+        using var plain = RandomMatrix(GgmlType.Q4_0, rows, cols, rng);
+        using var packed = Repacked(plain);
+        foreach (int threads in new[] { 1, 3 })
+        {
+            using var pool = new WorkerPool(threads);
+            using var mm = new MatMul(pool);
+            foreach (int batch in new[] { 1, 2, 7, 9, 17 })
+            {
+                var x = new float[batch * cols];
+                for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 4 - 2);
+                var y = new float[batch * rows];
+                var yPlain = new float[batch * rows];
+                fixed (float* px = x) fixed (float* py = y) fixed (float* pp = yPlain)
+                {
+                    mm.Multiply(packed.W, px, batch, py);
+                    mm.Multiply(plain.W, px, batch, pp);
+                }
+                var (q8, _) = Prepare(GgmlType.Q4_0, x, batch, cols);
+                int blocks = cols / 32;
+                fixed (byte* a = q8)
+                    for (int b = 0; b < batch; b++)
+                        for (int r = 0; r < rows; r++)
+                        {
+                            float expected = Q4BatchDot.DotScalar(plain.W.Row(r), a + b * blocks * 34, blocks);
+                            Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(y[b * rows + r]),
+                                $"threads {threads} batch {b}/{batch} row {r}: {y[b * rows + r]:R}, expected {expected:R}");
+                        }
+                if (batch > 1) Assert.Equal(yPlain, y);
+            }
+        }
+    }
+
+    /// <summary>Repacked rows read back exactly; the layout is refused for other types and row counts, and has no contiguous rows.</summary>
+    [Fact]
+    public void RepackedQ4_0_RowsReadBack_AndTheLayoutIsChecked()
+    {
+        var rng = new Random(9100);
+        using var plain = RandomMatrix(GgmlType.Q4_0, 24, 96, rng);
+        using var packed = Repacked(plain);
+        var row = new float[96];
+        for (int r = 0; r < 24; r++)
+        {
+            MatMul.GetRow(packed.W, r, row);
+            Assert.Equal(plain.Dequantized.AsSpan(r * 96, 96).ToArray(), row);
+        }
+        Assert.Throws<InvalidOperationException>(() => { packed.W.Row(0); });
+        Assert.Throws<ArgumentException>(() => new WeightMatrix(GgmlType.Q8_0, plain.Data, 8, 32, WeightLayout.Q4_0x8));
+        Assert.Throws<ArgumentException>(() => new WeightMatrix(GgmlType.Q4_0, plain.Data, 12, 96, WeightLayout.Q4_0x8));
+    }
+
+    /// <summary>
+    /// One input shared by a plain Q8_0 matrix and repacked Q4_0 ones (the first matrix decides the activation form,
+    /// the others still need their −8·Σa): the bits of separate products.
+    /// </summary>
+    [Fact]
+    public void MultiplySharedInput_WithRepackedQ4_0_EqualsSeparateProducts()
+    {
+        var rng = new Random(9200);
+        using var pool = new WorkerPool(3);
+        using var mm = new MatMul(pool);
+        using var a = RandomMatrix(GgmlType.Q8_0, 64, 512, rng);
+        using var b0 = RandomMatrix(GgmlType.Q4_0, 40, 512, rng);
+        using var c0 = RandomMatrix(GgmlType.Q4_0, 136, 512, rng);
+        using var b = Repacked(b0);
+        using var c = Repacked(c0);
+        var x = new float[512];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+        float[] ya = new float[64], yb = new float[40], yc = new float[136];
+        float[] sa = new float[64], sb = new float[40], sc = new float[136];
+        fixed (float* px = x)
+        fixed (float* pya = ya) fixed (float* pyb = yb) fixed (float* pyc = yc)
+        fixed (float* psa = sa) fixed (float* psb = sb) fixed (float* psc = sc)
+        {
+            mm.Multiply(a.W, px, 1, pya);
+            mm.Multiply(b.W, px, 1, pyb);
+            mm.Multiply(c.W, px, 1, pyc);
+            mm.MultiplySharedInput(px, 1, a.W, psa, b.W, psb, c.W, psc);
+        }
+        Assert.Equal(ya, sa);
+        Assert.Equal(yb, sb);
+        Assert.Equal(yc, sc);
+        Assert.Contains(sb, v => v != 0);
+    }
 }

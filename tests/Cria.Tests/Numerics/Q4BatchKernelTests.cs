@@ -24,7 +24,7 @@ public unsafe class Q4BatchKernelTests
 {
     public static TheoryData<int> BlockCounts => new() { 1, 2, 3, 7, 64, 176 };
 
-    private static byte[] RandomQ4Rows(Random rng, int rows, int blocks)
+    internal static byte[] RandomQ4Rows(Random rng, int rows, int blocks)
     {
         var w = new byte[rows * blocks * 18];
         for (int b = 0; b < rows * blocks; b++)
@@ -36,7 +36,7 @@ public unsafe class Q4BatchKernelTests
         return w;
     }
 
-    private static byte[] RandomQ8Rows(Random rng, int rows, int blocks)
+    internal static byte[] RandomQ8Rows(Random rng, int rows, int blocks)
     {
         var a = new byte[rows * blocks * 34];
         for (int b = 0; b < rows * blocks; b++)

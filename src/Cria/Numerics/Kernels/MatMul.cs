@@ -5,30 +5,50 @@ using Cria.Numerics.Threading;
 
 namespace Cria.Numerics.Kernels;
 
+/// <summary>How the rows of a <see cref="WeightMatrix"/> are laid out.</summary>
+public enum WeightLayout
+{
+    /// <summary>Rows back to back, as in a GGUF file.</summary>
+    Rows,
+    /// <summary>Q4_0 rows repacked into groups of eight (<see cref="Q4_0x8Format"/>), groups back to back.</summary>
+    Q4_0x8,
+}
+
 /// <summary>
 /// A weight matrix in memory, laid out like a ggml 2-D tensor with ne0 = <see cref="Cols"/> and
 /// ne1 = <see cref="Rows"/>: <see cref="Rows"/> rows (output features), each holding
 /// <see cref="Cols"/> elements encoded in <see cref="Type"/>'s blocks, rows back to back
-/// <see cref="RowBytes"/> apart. The memory is not owned (typically a mapped model file).
+/// <see cref="RowBytes"/> apart — or, for <see cref="WeightLayout.Q4_0x8"/>, groups of eight rows
+/// 8·<see cref="RowBytes"/> apart. The memory is not owned (a mapped model file or a repacked copy).
 /// </summary>
 public readonly unsafe struct WeightMatrix
 {
     /// <summary>Describes <paramref name="rows"/> × <paramref name="cols"/> elements of <paramref name="type"/> at <paramref name="data"/>.</summary>
-    public WeightMatrix(GgmlType type, byte* data, int rows, int cols)
+    public WeightMatrix(GgmlType type, byte* data, int rows, int cols) : this(type, data, rows, cols, WeightLayout.Rows) { }
+
+    /// <summary>As the plain constructor, with the rows in <paramref name="layout"/> (Q4_0x8: Q4_0 only, rows a multiple of 8).</summary>
+    public WeightMatrix(GgmlType type, byte* data, int rows, int cols, WeightLayout layout)
     {
         if (!GgmlTypeInfo.IsKnown(type)) throw new ArgumentException($"unknown ggml type id {(uint)type}", nameof(type));
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
         if (data == null && rows > 0 && cols > 0) throw new ArgumentNullException(nameof(data));
+        if (layout == WeightLayout.Q4_0x8 && (type != GgmlType.Q4_0 || rows % Q4_0x8Format.GroupRows != 0))
+            throw new ArgumentException($"the Q4_0x8 layout holds Q4_0 matrices whose row count is a multiple of 8, not {GgmlTypeInfo.Name(type)} × {rows} rows", nameof(layout));
+        if (layout is not (WeightLayout.Rows or WeightLayout.Q4_0x8)) throw new ArgumentOutOfRangeException(nameof(layout));
         Type = type;
         Data = data;
         Rows = rows;
         Cols = cols;
+        Layout = layout;
         RowBytes = GgmlTypeInfo.RowBytes(type, cols); // throws unless cols is whole blocks
     }
 
     /// <summary>Element type.</summary>
     public GgmlType Type { get; }
+
+    /// <summary>How the rows are laid out.</summary>
+    public WeightLayout Layout { get; }
 
     /// <summary>First byte of row 0.</summary>
     public byte* Data { get; }
@@ -42,8 +62,10 @@ public readonly unsafe struct WeightMatrix
     /// <summary>Bytes per row.</summary>
     public long RowBytes { get; }
 
-    /// <summary>First byte of row <paramref name="row"/>.</summary>
-    public byte* Row(int row) => Data + row * RowBytes;
+    /// <summary>First byte of row <paramref name="row"/> (rows layout only: a repacked row is not contiguous).</summary>
+    public byte* Row(int row) => Layout == WeightLayout.Rows
+        ? Data + row * RowBytes
+        : throw new InvalidOperationException("a repacked matrix has no contiguous rows; use MatMul.GetRow");
 }
 
 /// <summary>
@@ -123,7 +145,7 @@ public sealed unsafe class MatMul : IDisposable
     public void Multiply(in WeightMatrix w, float* x, int batch, float* y)
     {
         if (!Check(w, x, batch, y)) return;
-        byte* act = PrepareActivations(w.Type, x, batch, w.Cols, out long actRowBytes);
+        byte* act = PrepareActivations(w.Type, w.Type == GgmlType.Q4_0, x, batch, w.Cols, out long actRowBytes);
         int chunks = Configure(_product, w, act, actRowBytes, batch, y);
         _pool.Run(_product, chunks);
     }
@@ -158,7 +180,8 @@ public sealed unsafe class MatMul : IDisposable
         }
         bool run = Check(w0, x, batch, y0) & Check(w1, x, batch, y1) & (!three || Check(w2, x, batch, y2));
         if (!run) return; // (CanShare ruled out empty products)
-        byte* act = PrepareActivations(w0.Type, x, batch, w0.Cols, out long actRowBytes);
+        bool q4 = w0.Type == GgmlType.Q4_0 || w1.Type == GgmlType.Q4_0 || three && w2.Type == GgmlType.Q4_0;
+        byte* act = PrepareActivations(w0.Type, q4, x, batch, w0.Cols, out long actRowBytes);
         ProductJob[] jobs = _sharedInputProducts;
         int n0 = Configure(jobs[0], w0, act, actRowBytes, batch, y0);
         int n1 = Configure(jobs[1], w1, act, actRowBytes, batch, y1);
@@ -202,19 +225,22 @@ public sealed unsafe class MatMul : IDisposable
         return true;
     }
 
-    /// <summary>The activation rows in the form ggml multiplies <paramref name="t"/> weights with (<see cref="ActivationForm"/>).</summary>
-    private byte* PrepareActivations(GgmlType t, float* x, int batch, int cols, out long actRowBytes)
+    /// <summary>
+    /// The activation rows in the form ggml multiplies <paramref name="t"/> weights with (<see cref="ActivationForm"/>);
+    /// with <paramref name="q4Bias"/> (Q8_0 form only) also −8·Σa per block, which the Q4_0 kernels take.
+    /// </summary>
+    private byte* PrepareActivations(GgmlType t, bool q4Bias, float* x, int batch, int cols, out long actRowBytes)
     {
         switch (ActivationForm(t))
         {
             case PrepareKind.Q8_0:
             {
                 actRowBytes = (long)cols / Q8_0Format.BlockSize * Q8_0Format.BlockBytes;
-                // Q4_0 with several rows also needs −8·Σa per activation block (Q4BatchDot).
-                if (t == GgmlType.Q4_0 && batch > 1) EnsureBias((long)batch * (cols / Q8_0Format.BlockSize));
+                // Q4_0 also needs −8·Σa per activation block (Q4BatchDot, Q4x8Dot; one row in the rows layout does not use it).
+                if (q4Bias) EnsureBias((long)batch * (cols / Q8_0Format.BlockSize));
                 // Q8_0 with several rows on VNNI tiles takes its activations in offset form (Q8BatchDot).
                 bool offset = t == GgmlType.Q8_0 && batch > 1 && CpuFeatures.VnniTiles;
-                return Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes, t == GgmlType.Q4_0 && batch > 1 ? _bias : null, offset);
+                return Prepare(PrepareKind.Q8_0, x, batch, cols, actRowBytes, q4Bias ? _bias : null, offset);
             }
             case PrepareKind.Q8_1:
                 actRowBytes = (long)cols / Q8_1Format.BlockSize * Q8_1Format.BlockBytes;
@@ -252,7 +278,8 @@ public sealed unsafe class MatMul : IDisposable
         rowsPerChunk = Math.Min(rowsPerChunk, Math.Max(4, rows / (2 * threads)));
         rowsPerChunk = Math.Max(4, rowsPerChunk & ~3);
         bool vnniTiles = t is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.Q8_0 && batch > 1 && CpuFeatures.VnniTiles;
-        if (t == GgmlType.Q4_0 && batch > 1 || vnniTiles) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles
+        bool q4Groups = t == GgmlType.Q4_0 && (batch > 1 || w.Layout == WeightLayout.Q4_0x8);
+        if (q4Groups || vnniTiles) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles / groups
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
         batchTile = batchTile >= 3 ? batchTile / 3 * 3 : Math.Max(1, batchTile & ~1); // whole 4×3 / 2×2 tiles
@@ -268,7 +295,7 @@ public sealed unsafe class MatMul : IDisposable
             int width = VnniTileColumns(t);
             batchTile = Math.Min(batch, Math.Max(width, batchTile / width * width));
         }
-        if (t == GgmlType.Q4_0 && batch > 1) // whole 8×8 tiles (Q4BatchDot)
+        if (q4Groups && batch > 1) // whole 8×8 tiles (Q4BatchDot, Q4x8Dot)
         {
             int width = Q4BatchDot.TileColumns;
             batchTile = Math.Min(batch, Math.Max(width, batchTile / width * width));
@@ -293,6 +320,13 @@ public sealed unsafe class MatMul : IDisposable
     {
         if ((uint)row >= (uint)w.Rows) throw new ArgumentOutOfRangeException(nameof(row), row, $"row must be in [0, {w.Rows})");
         if (dst.Length != w.Cols) throw new ArgumentException($"destination holds {dst.Length} floats, the row has {w.Cols}", nameof(dst));
+        if (w.Layout == WeightLayout.Q4_0x8)
+        {
+            fixed (float* d = dst)
+                Q4_0x8Format.DequantizeRow(w.Data + row / Q4_0x8Format.GroupRows * w.RowBytes * Q4_0x8Format.GroupRows,
+                    row % Q4_0x8Format.GroupRows, d, w.Cols / Q4_0Format.BlockSize);
+            return;
+        }
         byte* src = w.Row(row);
         int n = w.Cols;
         fixed (float* d = dst)
@@ -508,8 +542,10 @@ public sealed unsafe class MatMul : IDisposable
                         else Quantized<Q8Weights>(r0, r1);
                         break;
                     case GgmlType.Q4_0:
-                        // One activation row: ggml's vec_dot; several: one int32 per block and output (Q4BatchDot).
-                        if (Batch == 1) Quantized<Q4Weights>(r0, r1);
+                        // Repacked: one int32 per block and output (Q4x8Dot). Rows layout, one activation row:
+                        // ggml's vec_dot; several: one int32 per block and output (Q4BatchDot).
+                        if (Weights.Layout == WeightLayout.Q4_0x8) Q4Groups(r0, r1);
+                        else if (Batch == 1) Quantized<Q4Weights>(r0, r1);
                         else Q4Batched(r0, r1);
                         break;
                     case GgmlType.Q5_0: Quantized<Q5Weights>(r0, r1); break;
@@ -635,6 +671,39 @@ public sealed unsafe class MatMul : IDisposable
                         Q4BatchDot.TileAvx2(w + r * wStride, wStride, nr, a + b * aStride, aStride, Bias + (long)b * blocks,
                             Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
                 }
+            }
+        }
+
+        /// <summary>Q4_0 weights repacked into eight-row groups (Q4x8Dot): decode one group at a time, batches in 8 × 8 tiles.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Q4Groups(int r0, int r1)
+        {
+            int blocks = Weights.Cols / Q8_0Format.BlockSize;
+            nint groupBytes = (nint)Weights.RowBytes * Q4_0x8Format.GroupRows, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
+            byte* w = Weights.Data;
+            byte* a = Activations;
+            float* y = Output;
+            if (!CpuFeatures.Avx2Fma)
+            {
+                for (int b = 0; b < Batch; b++)
+                    for (int r = r0; r < r1; r += Q4_0x8Format.GroupRows)
+                        Q4x8Dot.GroupScalar(w + r / Q4_0x8Format.GroupRows * groupBytes, a + b * aStride, blocks, y + b * rows + r);
+                return;
+            }
+            if (Batch == 1)
+            {
+                for (int r = r0; r < r1; r += Q4_0x8Format.GroupRows)
+                    Q4x8Dot.GroupAvx2(w + r / Q4_0x8Format.GroupRows * groupBytes, a, Bias, blocks, y + r);
+                return;
+            }
+            int width = Q4BatchDot.TileColumns;
+            for (int b0 = 0; b0 < Batch; b0 += BatchTile)
+            {
+                int b1 = Math.Min(Batch, b0 + BatchTile);
+                for (int r = r0; r < r1; r += Q4_0x8Format.GroupRows)
+                    for (int b = b0; b < b1; b += width)
+                        Q4x8Dot.TileAvx2(w + r / Q4_0x8Format.GroupRows * groupBytes, a + b * aStride, aStride, Bias + (long)b * blocks,
+                            Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
             }
         }
 

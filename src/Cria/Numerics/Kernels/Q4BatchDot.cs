@@ -141,6 +141,19 @@ public static unsafe class Q4BatchDot
         }
     }
 
+    /// <summary>
+    /// One block of one activation row into eight outputs: acc + (d_w·d_a)·S lane by lane, where
+    /// <paramref name="dw"/> holds the eight rows' scales, g0..g7 their transposed codes, <paramref name="a"/>
+    /// the Q8_0 activation block and <paramref name="bias"/> its −8·Σa.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Accumulate<TD>(Vector256<float> acc, Vector256<float> dw, float* half,
+        Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
+        Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, byte* a, int bias)
+        where TD : struct, IBlockDot =>
+        Fma.MultiplyAdd(Avx.Multiply(dw, Vector256.Create(half[*(ushort*)a])),
+            Avx.ConvertToVector256Single(TD.Dot(g0, g1, g2, g3, g4, g5, g6, g7, a + 2, bias)), acc);
+
     /// <summary><see cref="TileAvx2"/> with the integer dot chosen by <typeparamref name="TD"/> (tests run both).</summary>
     internal static void Tile<TD>(byte* w, nint wStride, int nRows, byte* a, nint aStride, int* bias, int nCols, int blocks, float* y, nint yStride)
         where TD : struct, IBlockDot
@@ -174,29 +187,14 @@ public static unsafe class Q4BatchDot
             Vector256<float> dw = Vector256.Create(half[*(ushort*)w0], half[*(ushort*)w1], half[*(ushort*)w2], half[*(ushort*)w3],
                                                    half[*(ushort*)w4], half[*(ushort*)w5], half[*(ushort*)w6], half[*(ushort*)w7]);
 
-            c0 = Fma.MultiplyAdd(Avx.Multiply(dw, Vector256.Create(half[*(ushort*)a0])),
-                Avx.ConvertToVector256Single(TD.Dot(g0, g1, g2, g3, g4, g5, g6, g7, a0 + 2, s0[i])), c0);
-            if (nCols > 1)
-                c1 = Fma.MultiplyAdd(Avx.Multiply(dw, Vector256.Create(half[*(ushort*)a1])),
-                    Avx.ConvertToVector256Single(TD.Dot(g0, g1, g2, g3, g4, g5, g6, g7, a1 + 2, s1[i])), c1);
-            if (nCols > 2)
-                c2 = Fma.MultiplyAdd(Avx.Multiply(dw, Vector256.Create(half[*(ushort*)a2])),
-                    Avx.ConvertToVector256Single(TD.Dot(g0, g1, g2, g3, g4, g5, g6, g7, a2 + 2, s2[i])), c2);
-            if (nCols > 3)
-                c3 = Fma.MultiplyAdd(Avx.Multiply(dw, Vector256.Create(half[*(ushort*)a3])),
-                    Avx.ConvertToVector256Single(TD.Dot(g0, g1, g2, g3, g4, g5, g6, g7, a3 + 2, s3[i])), c3);
-            if (nCols > 4)
-                c4 = Fma.MultiplyAdd(Avx.Multiply(dw, Vector256.Create(half[*(ushort*)a4])),
-                    Avx.ConvertToVector256Single(TD.Dot(g0, g1, g2, g3, g4, g5, g6, g7, a4 + 2, s4[i])), c4);
-            if (nCols > 5)
-                c5 = Fma.MultiplyAdd(Avx.Multiply(dw, Vector256.Create(half[*(ushort*)a5])),
-                    Avx.ConvertToVector256Single(TD.Dot(g0, g1, g2, g3, g4, g5, g6, g7, a5 + 2, s5[i])), c5);
-            if (nCols > 6)
-                c6 = Fma.MultiplyAdd(Avx.Multiply(dw, Vector256.Create(half[*(ushort*)a6])),
-                    Avx.ConvertToVector256Single(TD.Dot(g0, g1, g2, g3, g4, g5, g6, g7, a6 + 2, s6[i])), c6);
-            if (nCols > 7)
-                c7 = Fma.MultiplyAdd(Avx.Multiply(dw, Vector256.Create(half[*(ushort*)a7])),
-                    Avx.ConvertToVector256Single(TD.Dot(g0, g1, g2, g3, g4, g5, g6, g7, a7 + 2, s7[i])), c7);
+            c0 = Accumulate<TD>(c0, dw, half, g0, g1, g2, g3, g4, g5, g6, g7, a0, s0[i]);
+            if (nCols > 1) c1 = Accumulate<TD>(c1, dw, half, g0, g1, g2, g3, g4, g5, g6, g7, a1, s1[i]);
+            if (nCols > 2) c2 = Accumulate<TD>(c2, dw, half, g0, g1, g2, g3, g4, g5, g6, g7, a2, s2[i]);
+            if (nCols > 3) c3 = Accumulate<TD>(c3, dw, half, g0, g1, g2, g3, g4, g5, g6, g7, a3, s3[i]);
+            if (nCols > 4) c4 = Accumulate<TD>(c4, dw, half, g0, g1, g2, g3, g4, g5, g6, g7, a4, s4[i]);
+            if (nCols > 5) c5 = Accumulate<TD>(c5, dw, half, g0, g1, g2, g3, g4, g5, g6, g7, a5, s5[i]);
+            if (nCols > 6) c6 = Accumulate<TD>(c6, dw, half, g0, g1, g2, g3, g4, g5, g6, g7, a6, s6[i]);
+            if (nCols > 7) c7 = Accumulate<TD>(c7, dw, half, g0, g1, g2, g3, g4, g5, g6, g7, a7, s7[i]);
 
             w0 += Q4_0Format.BlockBytes; w1 += Q4_0Format.BlockBytes; w2 += Q4_0Format.BlockBytes; w3 += Q4_0Format.BlockBytes;
             w4 += Q4_0Format.BlockBytes; w5 += Q4_0Format.BlockBytes; w6 += Q4_0Format.BlockBytes; w7 += Q4_0Format.BlockBytes;
