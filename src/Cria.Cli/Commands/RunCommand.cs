@@ -29,12 +29,13 @@ internal static class RunCommand
         var seed = CommonOptions.Seed();
         var ctx = CommonOptions.Context();
         var threads = CommonOptions.Threads();
+        var noRepack = CommonOptions.NoRepack();
         var kv = CommonOptions.KvType();
         var noBos = CommonOptions.NoBos();
         var special = CommonOptions.Special();
 
         var cmd = new Command("run", "generate text from a prompt");
-        foreach (Option o in new Option[] { model, prompt, file, n, temp, topK, topP, minP, repeat, repeatLastN, freq, presence, seed, ctx, threads, kv, noBos, special })
+        foreach (Option o in new Option[] { model, prompt, file, n, temp, topK, topP, minP, repeat, repeatLastN, freq, presence, seed, ctx, threads, kv, noBos, special, noRepack })
             cmd.Options.Add(o);
         cmd.SetAction((ParseResult r, CancellationToken ct) => Task.FromResult(CliErrors.Guard(() =>
         {
@@ -58,7 +59,7 @@ internal static class RunCommand
             int nThreads = CommonOptions.ResolveThreads(r.GetValue(threads));
             string path = CliErrors.RequireModelFile(r.GetValue(model));
 
-            using var llama = LlamaModel.Load(path, new ModelOptions { Threads = nThreads });
+            using var llama = LlamaModel.Load(path, new ModelOptions { Threads = nThreads, RepackWeights = !r.GetValue(noRepack) });
             int ctxSize = CommonOptions.ResolveContext(r.GetValue(ctx), llama.Config.ContextLength);
             using var session = new LlamaSession(llama, new ContextOptions { ContextSize = ctxSize, KvCacheType = kvType });
             var options = new GenerationOptions
