@@ -10,7 +10,7 @@ internal static class CommonOptions
     public static Option<string?> PromptFile() => new("--file", "-f") { Description = "read the prompt from a file (raw UTF-8)" };
     public static Option<int> Context() => new("--ctx-size", "-c") { Description = "context size in tokens (0: the model's, at most 4096)", DefaultValueFactory = _ => 0 };
     public static Option<int> Threads() => new("--threads", "-t") { Description = "threads (default: physical cores)", DefaultValueFactory = _ => 0 };
-    public static Option<bool> NoRepack() => new("--no-repack") { Description = "read Q4_0 weights from the mapped file as they are, instead of repacking them at load into the faster eight-row groups" };
+    public static Option<bool> NoRepack() => new("--no-repack") { Description = "read Q4_0 and Q4_K weights from the mapped file as they are, instead of repacking them at load into the faster eight-row groups" };
     public static Option<string> KvType() => new("--kv-type") { Description = "KV cache element type: f16 (default) or f32", DefaultValueFactory = _ => "f16" };
     public static Option<float> Temperature(float defaultValue) => new("--temp") { Description = "temperature (0: greedy)", DefaultValueFactory = _ => defaultValue };
     public static Option<ulong?> Seed() => new("--seed", "-s") { Description = "random seed (default: random)" };

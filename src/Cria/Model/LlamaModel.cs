@@ -12,10 +12,11 @@ public sealed record ModelOptions
     public int Threads { get; init; } = WorkerPool.DefaultThreadCount;
 
     /// <summary>
-    /// Copy the Q4_0 matrices at load into eight-row groups, which decode and prompt processing read
-    /// faster than the file's rows (the file's pages of those tensors are then never mapped in, so
-    /// memory stays one copy). Off: every matrix is read from the mapping, and loading touches nothing.
-    /// Results differ from the unrepacked ones by float rounding in decode (the batched order). Default: on.
+    /// Copy the Q4_0 matrices (and Q4_K on CPUs with AVX-VNNI) at load into eight-row groups, which decode
+    /// and prompt processing read faster than the file's rows (the file's pages of those tensors are then
+    /// never mapped in, so memory stays one copy). Off: every matrix is read from the mapping, and loading
+    /// touches nothing. Results differ from the unrepacked ones by float rounding in decode (the batched
+    /// order). Default: on.
     /// </summary>
     public bool RepackWeights { get; init; } = true;
 }

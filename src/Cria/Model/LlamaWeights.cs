@@ -21,10 +21,10 @@ public sealed class LlamaBlockWeights
 
 /// <summary>
 /// All tensors of a Llama model, looked up by llama.cpp's tensor names. Matrices point into the
-/// memory-mapped file, except Q4_0 matrices when repacking is asked for: those are copied at load
-/// into eight-row groups (<see cref="Q4_0x8Format"/>, read past the mapping so the process keeps one
-/// copy), which the decode and prompt kernels read about twice as fast as plain rows. The token
-/// embedding is never repacked (it is read a row at a time), nor an output projection tied to it.
+/// memory-mapped file, except Q4_0 and Q4_K matrices when repacking is asked for: those are copied at load
+/// into eight-row groups (<see cref="Q4_0x8Format"/>, <see cref="Q4_Kx8Format"/>; Q4_K on CPUs with AVX-VNNI), read past the mapping so the process keeps one
+/// copy), which the decode and prompt kernels read faster than plain rows. The token embedding is
+/// not repacked (it is read a row at a time); an output projection tied to it gets its own repacked copy.
 /// The small norm vectors are read into arrays. Dispose frees the repacked copies.
 /// </summary>
 public sealed class LlamaWeights : IDisposable
@@ -100,12 +100,17 @@ public sealed class LlamaWeights : IDisposable
         }
         var embedding = Matrix(file, "token_embd.weight", embd, c.VocabularySize, repacker: null);
         bool tied = !file.TryGetTensor("output.weight", out _);
+        // A tied output projection reads every embedding row per token: it gets a repacked copy of its own, while
+        // lookups keep reading single rows of the mapping (only the rows of tokens seen are ever paged in).
+        var output = tied
+            ? repacker?.Repack(Find(file, "token_embd.weight"), embedding) ?? embedding
+            : Matrix(file, "output.weight", embd, c.VocabularySize, repacker);
         return new LlamaWeights
         {
             TokenEmbedding = embedding,
             Blocks = blocks,
             OutputNorm = Vector(file, "output_norm.weight", embd),
-            Output = tied ? embedding : Matrix(file, "output.weight", embd, c.VocabularySize, repacker),
+            Output = output,
             OutputIsTied = tied,
             RopeFrequencyFactors = file.TryGetTensor("rope_freqs.weight", out _)
                 ? RopeFactors(file, c.RopeDimensionCount / 2)

@@ -8,7 +8,8 @@ using Microsoft.Win32.SafeHandles;
 namespace Cria.Model;
 
 /// <summary>
-/// Copies Q4_0 matrices out of a model file into eight-row groups (<see cref="Q4_0x8Format"/>) at
+/// Copies Q4_0 and Q4_K matrices out of a model file into eight-row groups (<see cref="Q4_0x8Format"/>,
+/// <see cref="Q4_Kx8Format"/>) at
 /// load, and owns the copies. The file's bytes are read with positional reads, not through the
 /// mapping, so the mapped pages of a repacked tensor are never touched: the process holds one copy
 /// of those weights (the repacked one), and the page cache, not the process, holds the file.
@@ -34,20 +35,25 @@ internal sealed unsafe class WeightRepacker : IDisposable
     /// <summary>Bytes of weights repacked so far.</summary>
     public long RepackedBytes { get; private set; }
 
-    /// <summary>True when <paramref name="m"/> can be repacked: Q4_0 with a row count that is a multiple of 8.</summary>
+    /// <summary>
+    /// True when <paramref name="m"/> can be repacked: Q4_0, or Q4_K on CPUs with AVX-VNNI (its tile needs it), with a
+    /// row count that is a multiple of 8.
+    /// </summary>
     public static bool CanRepack(in WeightMatrix m) =>
-        m.Type == GgmlType.Q4_0 && m.Layout == WeightLayout.Rows && m.Rows > 0 && m.Rows % Q4_0x8Format.GroupRows == 0 && m.Cols > 0;
+        (m.Type == GgmlType.Q4_0 || m.Type == GgmlType.Q4_K && CpuFeatures.VnniTiles)
+        && m.Layout == WeightLayout.Rows && m.Rows > 0 && m.Rows % 8 == 0 && m.Cols > 0;
 
     /// <summary>The repacked copy of tensor <paramref name="tensor"/> (whose plain matrix is <paramref name="m"/>), or <paramref name="m"/> itself when it cannot be repacked.</summary>
     public WeightMatrix Repack(GgufTensorInfo tensor, in WeightMatrix m)
     {
         if (!CanRepack(m)) return m;
-        long groupBytes = m.RowBytes * Q4_0x8Format.GroupRows;
-        int groups = m.Rows / Q4_0x8Format.GroupRows;
+        long groupBytes = m.RowBytes * 8;
+        int groups = m.Rows / 8;
         long total = groupBytes * groups;
         byte* dst = (byte*)NativeMemory.AlignedAlloc((nuint)total, 64);
         _copies.Add((nint)dst);
-        int blocks = m.Cols / Q4_0Format.BlockSize;
+        bool q4k = m.Type == GgmlType.Q4_K;
+        int blocks = m.Cols / GgmlTypeInfo.BlockSize(m.Type);
         int groupsPerChunk = (int)Math.Max(1, ChunkBytes / groupBytes);
         int chunks = (groups + groupsPerChunk - 1) / groupsPerChunk;
         long fileOffset = _file.DataOffset + (long)tensor.Offset;
@@ -68,7 +74,8 @@ internal sealed unsafe class WeightRepacker : IDisposable
                     ReadExactly(_handle, src, length, fileOffset + offset);
                 }
                 for (int g = 0; g < n; g++)
-                    if (!Q4_0x8Format.Repack(src + g * groupBytes, rowBytes, dst + offset + g * groupBytes, blocks))
+                    if (!(q4k ? Q4_Kx8Format.Repack(src + g * groupBytes, rowBytes, dst + offset + g * groupBytes, blocks)
+                              : Q4_0x8Format.Repack(src + g * groupBytes, rowBytes, dst + offset + g * groupBytes, blocks)))
                         Volatile.Write(ref special, 1);
                 return buffer;
             },
@@ -80,7 +87,7 @@ internal sealed unsafe class WeightRepacker : IDisposable
             return m;
         }
         RepackedBytes += total;
-        return new WeightMatrix(m.Type, dst, m.Rows, m.Cols, WeightLayout.Q4_0x8);
+        return new WeightMatrix(m.Type, dst, m.Rows, m.Cols, q4k ? WeightLayout.Q4_Kx8 : WeightLayout.Q4_0x8);
     }
 
     private static void ReadExactly(SafeFileHandle handle, byte* dst, long length, long offset)

@@ -2,6 +2,7 @@ using Cria.Gguf;
 using Cria.Model;
 using Cria.Numerics;
 using Cria.Numerics.Kernels;
+using Cria.Quantization;
 using Xunit;
 
 namespace Cria.Tests.Model;
@@ -24,14 +25,17 @@ public sealed class RepackedWeightsTests : IDisposable
 
     public void Dispose() => File.Delete(_path);
 
-    /// <summary>Bytes of the Q4_0 matrices the loader should repack: block matrices and an untied output, rows a multiple of 8.</summary>
-    private static long RepackableBytes(GgufFile file) =>
-        file.Tensors.Where(t => (t.Name.StartsWith("blk.", StringComparison.Ordinal) || t.Name == "output.weight")
-                                && t.Type == GgmlType.Q4_0 && t.Dimensions.Length == 2 && t.Dimensions[1] % 8 == 0)
-                    .Sum(t => (long)t.ByteSize);
+    /// <summary>Bytes of the Q4_0 matrices the loader should repack: block matrices and the output (a tied one as its own copy), rows a multiple of 8.</summary>
+    private static long RepackableBytes(GgufFile file)
+    {
+        bool tied = !file.TryGetTensor("output.weight", out _);
+        return file.Tensors.Where(t => (t.Name.StartsWith("blk.", StringComparison.Ordinal) || t.Name == "output.weight" || tied && t.Name == "token_embd.weight")
+                                       && t.Type == GgmlType.Q4_0 && t.Dimensions.Length == 2 && t.Dimensions[1] % 8 == 0)
+                           .Sum(t => (long)t.ByteSize);
+    }
 
     [Fact]
-    public void Q4_0Matrices_AreRepacked_ButNotTheTokenEmbedding()
+    public void Q4_0Matrices_AreRepacked_ButNotTheTokenEmbeddingLookups()
     {
         using var packed = LlamaModel.Load(_path, new ModelOptions { Threads = 2 });
         using var plain = LlamaModel.Load(_path, new ModelOptions { Threads = 2, RepackWeights = false });
@@ -42,13 +46,76 @@ public sealed class RepackedWeightsTests : IDisposable
         Assert.All(packed.Weights.Blocks, b => Assert.Equal(WeightLayout.Q4_0x8, b.Down.Layout));
         Assert.All(plain.Weights.Blocks, b => Assert.Equal(WeightLayout.Rows, b.Down.Layout));
         Assert.Equal(WeightLayout.Rows, packed.Weights.TokenEmbedding.Layout);
+        Assert.Equal(packed.Weights.Output.Rows % 8 == 0 ? WeightLayout.Q4_0x8 : WeightLayout.Rows, packed.Weights.Output.Layout);
+    }
+
+    /// <summary>A tied output projection gets a repacked copy of the embedding; lookups still read the mapped rows.</summary>
+    [Fact]
+    public void TiedOutput_GetsItsOwnRepackedCopy()
+    {
+        string tied = Path.Combine(Path.GetTempPath(), $"cria-repack-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            SyntheticModel.Write(new SyntheticModel.SyntheticModelSpec
+            {
+                EmbeddingLength = 128, FeedForwardLength = 256, BlockCount = 1, HeadCount = 4, KvHeadCount = 2,
+                ContextLength = 256, Type = GgmlType.Q4_0, TiedEmbeddings = true, Seed = 13,
+            }, tied);
+            using (var model = LlamaModel.Load(tied, new ModelOptions { Threads = 2 }))
+            {
+                Assert.True(model.Weights.OutputIsTied);
+                Assert.Equal(WeightLayout.Rows, model.Weights.TokenEmbedding.Layout);
+                Assert.Equal(model.Weights.TokenEmbedding.Rows % 8 == 0 ? WeightLayout.Q4_0x8 : WeightLayout.Rows, model.Weights.Output.Layout);
+                Assert.Equal(RepackableBytes(model.File), model.Weights.RepackedBytes);
+            }
+            SameAsUnrepacked(tied);
+        }
+        finally
+        {
+            File.Delete(tied);
+        }
     }
 
     [Fact]
-    public void RepackedModel_ComputesTheSameLogits_ToRounding_AndTheSameGreedyTokens()
+    public void RepackedModel_ComputesTheSameLogits_ToRounding_AndTheSameGreedyTokens() => SameAsUnrepacked(_path);
+
+    /// <summary>
+    /// A Q4_K_M file (Q4_K with some Q6_K): on CPUs with AVX-VNNI its Q4_K matrices are repacked (Q6_K never is)
+    /// and it computes what the unrepacked file does; without AVX-VNNI nothing is repacked.
+    /// </summary>
+    [Fact]
+    public void Q4_K_M_Model_RepacksItsQ4_KMatrices_AndComputesTheSame()
     {
-        using var packed = LlamaModel.Load(_path, new ModelOptions { Threads = 2 });
-        using var plain = LlamaModel.Load(_path, new ModelOptions { Threads = 2, RepackWeights = false });
+        string f32 = Path.Combine(Path.GetTempPath(), $"cria-repack-{Guid.NewGuid():N}.gguf");
+        string q4km = Path.Combine(Path.GetTempPath(), $"cria-repack-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            SyntheticModel.Write(new SyntheticModel.SyntheticModelSpec
+            {
+                EmbeddingLength = 256, FeedForwardLength = 512, BlockCount = 2, HeadCount = 4, KvHeadCount = 2, ContextLength = 256, Seed = 12,
+            }, f32);
+            ModelQuantizer.Quantize(f32, q4km, new QuantizationOptions { FileType = LlamaFileType.MostlyQ4_K_M, Threads = 2 });
+            using (var model = LlamaModel.Load(q4km, new ModelOptions { Threads = 2 }))
+            {
+                var gate = model.Weights.Blocks[0].Gate;
+                Assert.Equal(GgmlType.Q4_K, gate.Type);
+                Assert.Equal(CpuFeatures.VnniTiles ? WeightLayout.Q4_Kx8 : WeightLayout.Rows, gate.Layout);
+                Assert.All(model.Weights.Blocks, b => Assert.True(b.Value.Type != GgmlType.Q6_K || b.Value.Layout == WeightLayout.Rows));
+                Assert.Equal(CpuFeatures.VnniTiles, model.Weights.RepackedBytes > 0);
+            }
+            SameAsUnrepacked(q4km);
+        }
+        finally
+        {
+            File.Delete(f32);
+            File.Delete(q4km);
+        }
+    }
+
+    private static void SameAsUnrepacked(string path)
+    {
+        using var packed = LlamaModel.Load(path, new ModelOptions { Threads = 2 });
+        using var plain = LlamaModel.Load(path, new ModelOptions { Threads = 2, RepackWeights = false });
         var (tokensP, logitsP) = Greedy(packed);
         var (tokensQ, logitsQ) = Greedy(plain);
         Assert.Equal(tokensQ, tokensP);

@@ -458,16 +458,66 @@ public unsafe class MatMulTests
         mm.Multiply(w, x, 0, y); // empty batch: nothing to do
     }
 
-    /// <summary>A copy of a Q4_0 matrix repacked into eight-row groups (as the model loader makes).</summary>
+    /// <summary>A copy of a Q4_0 or Q4_K matrix repacked into eight-row groups (as the model loader makes).</summary>
     private static Matrix Repacked(Matrix m)
     {
         var w = m.W;
+        bool q4k = w.Type == GgmlType.Q4_K;
         long groupBytes = w.RowBytes * 8;
         var r = new Matrix { Data = (byte*)NativeMemory.Alloc((nuint)(groupBytes * (w.Rows / 8))), Dequantized = m.Dequantized };
         for (int g = 0; g < w.Rows / 8; g++)
-            Assert.True(Q4_0x8Format.Repack(w.Data + g * groupBytes, (nint)w.RowBytes, r.Data + g * groupBytes, w.Cols / 32));
-        r.W = new WeightMatrix(GgmlType.Q4_0, r.Data, w.Rows, w.Cols, WeightLayout.Q4_0x8);
+            Assert.True(q4k
+                ? Q4_Kx8Format.Repack(w.Data + g * groupBytes, (nint)w.RowBytes, r.Data + g * groupBytes, w.Cols / 256)
+                : Q4_0x8Format.Repack(w.Data + g * groupBytes, (nint)w.RowBytes, r.Data + g * groupBytes, w.Cols / 32));
+        r.W = new WeightMatrix(w.Type, r.Data, w.Rows, w.Cols, q4k ? WeightLayout.Q4_Kx8 : WeightLayout.Q4_0x8);
         return r;
+    }
+
+    /// <summary>
+    /// Repacked Q4_K (CPUs with AVX-VNNI) gives every output the bits of <see cref="Q4KBatchDot.DotScalar"/> on the plain
+    /// row, for one activation row (decode) and several, so a batch equals the plain matrix's batched product bit for bit.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(8, 256)]
+    [InlineData(136, 512)]
+    [InlineData(72, 2048)]
+    public void RepackedQ4_K_GivesTheBatchedOrderExactly(int rows, int cols)
+    {
+        Skip.IfNot(CpuFeatures.VnniTiles, "the Q4_K tiles need AVX-VNNI, which this CPU lacks");
+        var rng = new Random(9300 + rows + cols);
+        using var plain = RandomMatrix(GgmlType.Q4_K, rows, cols, rng);
+        using var packed = Repacked(plain);
+        foreach (int threads in new[] { 1, 3 })
+        {
+            using var pool = new WorkerPool(threads);
+            using var mm = new MatMul(pool);
+            foreach (int batch in new[] { 1, 2, 17, 33 })
+            {
+                var x = new float[batch * cols];
+                for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 4 - 2);
+                var y = new float[batch * rows];
+                var yPlain = new float[batch * rows];
+                fixed (float* px = x) fixed (float* py = y) fixed (float* pp = yPlain)
+                {
+                    mm.Multiply(packed.W, px, batch, py);
+                    mm.Multiply(plain.W, px, batch, pp);
+                }
+                var (q8, _) = Prepare(GgmlType.Q4_K, x, batch, cols);
+                int blocks = cols / 256;
+                fixed (byte* a = q8)
+                    for (int b = 0; b < batch; b++)
+                        for (int r = 0; r < rows; r++)
+                        {
+                            float expected = Q4KBatchDot.DotScalar(plain.W.Row(r), a + b * blocks * Q8_KFormat.BlockBytes, blocks);
+                            Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(y[b * rows + r]),
+                                $"threads {threads} batch {b}/{batch} row {r}: {y[b * rows + r]:R}, expected {expected:R}");
+                        }
+                if (batch > 1) Assert.Equal(yPlain, y);
+                var row = new float[cols];
+                MatMul.GetRow(packed.W, rows - 1, row);
+                Assert.Equal(plain.Dequantized.AsSpan((rows - 1) * cols, cols).ToArray(), row);
+            }
+        }
     }
 
     /// <summary>

@@ -24,7 +24,7 @@ public unsafe class Q4KBatchKernelTests
 
     public static TheoryData<int> BlockCounts => new() { 1, 2, 3, 8, 22 };
 
-    private static byte[] RandomQ4KRows(Random rng, int rows, int blocks)
+    internal static byte[] RandomQ4KRows(Random rng, int rows, int blocks)
     {
         var w = new byte[rows * blocks * WB];
         rng.NextBytes(w);

@@ -12,13 +12,15 @@ public enum WeightLayout
     Rows,
     /// <summary>Q4_0 rows repacked into groups of eight (<see cref="Q4_0x8Format"/>), groups back to back.</summary>
     Q4_0x8,
+    /// <summary>Q4_K rows repacked into groups of eight (<see cref="Q4_Kx8Format"/>), groups back to back; CPUs with AVX-VNNI only.</summary>
+    Q4_Kx8,
 }
 
 /// <summary>
 /// A weight matrix in memory, laid out like a ggml 2-D tensor with ne0 = <see cref="Cols"/> and
 /// ne1 = <see cref="Rows"/>: <see cref="Rows"/> rows (output features), each holding
 /// <see cref="Cols"/> elements encoded in <see cref="Type"/>'s blocks, rows back to back
-/// <see cref="RowBytes"/> apart — or, for <see cref="WeightLayout.Q4_0x8"/>, groups of eight rows
+/// <see cref="RowBytes"/> apart — or, for <see cref="WeightLayout.Q4_0x8"/> and <see cref="WeightLayout.Q4_Kx8"/>, groups of eight rows
 /// 8·<see cref="RowBytes"/> apart. The memory is not owned (a mapped model file or a repacked copy).
 /// </summary>
 public readonly unsafe struct WeightMatrix
@@ -35,7 +37,11 @@ public readonly unsafe struct WeightMatrix
         if (data == null && rows > 0 && cols > 0) throw new ArgumentNullException(nameof(data));
         if (layout == WeightLayout.Q4_0x8 && (type != GgmlType.Q4_0 || rows % Q4_0x8Format.GroupRows != 0))
             throw new ArgumentException($"the Q4_0x8 layout holds Q4_0 matrices whose row count is a multiple of 8, not {GgmlTypeInfo.Name(type)} × {rows} rows", nameof(layout));
-        if (layout is not (WeightLayout.Rows or WeightLayout.Q4_0x8)) throw new ArgumentOutOfRangeException(nameof(layout));
+        if (layout == WeightLayout.Q4_Kx8 && (type != GgmlType.Q4_K || rows % Q4_Kx8Format.GroupRows != 0))
+            throw new ArgumentException($"the Q4_Kx8 layout holds Q4_K matrices whose row count is a multiple of 8, not {GgmlTypeInfo.Name(type)} × {rows} rows", nameof(layout));
+        if (layout == WeightLayout.Q4_Kx8 && !CpuFeatures.VnniTiles)
+            throw new NotSupportedException("the Q4_Kx8 layout needs a CPU with AVX2, FMA and AVX-VNNI");
+        if (layout is not (WeightLayout.Rows or WeightLayout.Q4_0x8 or WeightLayout.Q4_Kx8)) throw new ArgumentOutOfRangeException(nameof(layout));
         Type = type;
         Data = data;
         Rows = rows;
@@ -279,7 +285,7 @@ public sealed unsafe class MatMul : IDisposable
         rowsPerChunk = Math.Max(4, rowsPerChunk & ~3);
         bool vnniTiles = t is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.Q8_0 && batch > 1 && CpuFeatures.VnniTiles;
         bool q4Groups = t == GgmlType.Q4_0 && (batch > 1 || w.Layout == WeightLayout.Q4_0x8);
-        if (q4Groups || vnniTiles) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles / groups
+        if (q4Groups || vnniTiles || w.Layout != WeightLayout.Rows) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles / groups
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
         batchTile = batchTile >= 3 ? batchTile / 3 * 3 : Math.Max(1, batchTile & ~1); // whole 4×3 / 2×2 tiles
@@ -325,6 +331,13 @@ public sealed unsafe class MatMul : IDisposable
             fixed (float* d = dst)
                 Q4_0x8Format.DequantizeRow(w.Data + row / Q4_0x8Format.GroupRows * w.RowBytes * Q4_0x8Format.GroupRows,
                     row % Q4_0x8Format.GroupRows, d, w.Cols / Q4_0Format.BlockSize);
+            return;
+        }
+        if (w.Layout == WeightLayout.Q4_Kx8)
+        {
+            fixed (float* d = dst)
+                Q4_Kx8Format.DequantizeRow(w.Data + row / Q4_Kx8Format.GroupRows * w.RowBytes * Q4_Kx8Format.GroupRows,
+                    row % Q4_Kx8Format.GroupRows, d, w.Cols / Q4_KFormat.BlockSize);
             return;
         }
         byte* src = w.Row(row);
@@ -556,8 +569,10 @@ public sealed unsafe class MatMul : IDisposable
                         break;
                     case GgmlType.Q4_K:
                     case GgmlType.Q6_K:
-                        // One activation row: ggml's vec_dot; several: one int32 per super-block and output (Q4KBatchDot, Q6KBatchDot).
-                        if (Batch > 1 && CpuFeatures.VnniTiles) VnniTiles(r0, r1);
+                        // Repacked Q4_K: one int32 per super-block and output (Q4Kx8Dot). Rows layout, one activation row:
+                        // ggml's vec_dot; several: one int32 per super-block and output (Q4KBatchDot, Q6KBatchDot).
+                        if (Weights.Layout == WeightLayout.Q4_Kx8) Q4KGroups(r0, r1);
+                        else if (Batch > 1 && CpuFeatures.VnniTiles) VnniTiles(r0, r1);
                         else RowDots(r0, r1);
                         break;
                     case GgmlType.Q4_1:
@@ -703,6 +718,25 @@ public sealed unsafe class MatMul : IDisposable
                 for (int r = r0; r < r1; r += Q4_0x8Format.GroupRows)
                     for (int b = b0; b < b1; b += width)
                         Q4x8Dot.TileAvx2(w + r / Q4_0x8Format.GroupRows * groupBytes, a + b * aStride, aStride, Bias + (long)b * blocks,
+                            Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
+            }
+        }
+
+        /// <summary>Q4_K weights repacked into eight-row groups (Q4Kx8Dot): one tile per group and up to 16 activation rows.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Q4KGroups(int r0, int r1)
+        {
+            int blocks = Weights.Cols / Q4_KFormat.BlockSize;
+            nint groupBytes = (nint)Weights.RowBytes * Q4_Kx8Format.GroupRows, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
+            byte* w = Weights.Data;
+            float* y = Output;
+            int width = Q4KBatchDot.TileColumns;
+            for (int b0 = 0; b0 < Batch; b0 += BatchTile)
+            {
+                int b1 = Math.Min(Batch, b0 + BatchTile);
+                for (int r = r0; r < r1; r += Q4_Kx8Format.GroupRows)
+                    for (int b = b0; b < b1; b += width)
+                        Q4Kx8Dot.Tile(w + r / Q4_Kx8Format.GroupRows * groupBytes, Activations + b * aStride, aStride,
                             Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
             }
         }

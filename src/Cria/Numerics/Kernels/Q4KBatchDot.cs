@@ -79,8 +79,62 @@ public static unsafe class Q4KBatchDot
     internal static void Tile(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
     {
         if ((uint)nRows - 1 > TileRows - 1 || (uint)nCols - 1 > TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
-        float* half = Fp16Format.Table;
         RowTranspose.RowPointers(w, wStride, nRows, out byte* w0, out byte* w1, out byte* w2, out byte* w3, out byte* w4, out byte* w5, out byte* w6, out byte* w7);
+        Tile<RowsLayout>(w0, w1, w2, w3, w4, w5, w6, w7, nRows, a, aStride, nCols, blocks, y, yStride);
+    }
+
+    /// <summary>Where a tile's eight rows come from: the file's rows (transposed in registers) or a repacked group (<see cref="Q4_Kx8Format"/>).</summary>
+    internal interface IWeightRows
+    {
+        /// <summary>Bytes from one super-block column to the next.</summary>
+        static abstract nint BlockStride { get; }
+
+        /// <summary>Header dwords 1..3 of the eight rows (lane r: row r) and their d and dmin as floats, of the super-block column at offset <paramref name="o"/>.</summary>
+        static abstract void Header(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o,
+            out Vector256<int> u0, out Vector256<int> u1, out Vector256<int> u2, out Vector256<float> dw, out Vector256<float> dmw);
+
+        /// <summary>Quant dwords 0..7 of group <paramref name="g"/> of the eight rows (lane r: row r).</summary>
+        static abstract void Quants(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o, int g,
+            out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3,
+            out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
+    }
+
+    /// <summary>Eight plain Q4_K rows, transposed in registers.</summary>
+    internal struct RowsLayout : IWeightRows
+    {
+        public static nint BlockStride => WBytes;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Header(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o,
+            out Vector256<int> u0, out Vector256<int> u1, out Vector256<int> u2, out Vector256<float> dw, out Vector256<float> dmw)
+        {
+            float* half = Fp16Format.Table;
+            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o, out _, out u0, out u1, out u2);
+            dw = Vector256.Create(half[*(ushort*)(w0 + o)], half[*(ushort*)(w1 + o)], half[*(ushort*)(w2 + o)], half[*(ushort*)(w3 + o)],
+                                  half[*(ushort*)(w4 + o)], half[*(ushort*)(w5 + o)], half[*(ushort*)(w6 + o)], half[*(ushort*)(w7 + o)]);
+            dmw = Vector256.Create(half[*(ushort*)(w0 + o + 2)], half[*(ushort*)(w1 + o + 2)], half[*(ushort*)(w2 + o + 2)], half[*(ushort*)(w3 + o + 2)],
+                                   half[*(ushort*)(w4 + o + 2)], half[*(ushort*)(w5 + o + 2)], half[*(ushort*)(w6 + o + 2)], half[*(ushort*)(w7 + o + 2)]);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Quants(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o, int g,
+            out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3,
+            out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7)
+        {
+            nint q = o + 16 + 32 * g;
+            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q, out p0, out p1, out p2, out p3);
+            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q + 16, out p4, out p5, out p6, out p7);
+        }
+    }
+
+    /// <summary>
+    /// The tile over eight rows given by <typeparamref name="TW"/> (<paramref name="nRows"/> of them stored);
+    /// a repacked group passes its address as <paramref name="w0"/> (the other pointers are not read).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Tile<TW>(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, int nRows,
+        byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) where TW : struct, IWeightRows
+    {
 
         // Per activation row: the float accumulators (acc, accMin) and this super-block's integer sum S.
         Vector256<float>* acc = stackalloc Vector256<float>[2 * TileColumns];
@@ -94,9 +148,9 @@ public static unsafe class Q4KBatchDot
         Vector256<byte> pair0 = PairMask(0), pair2 = PairMask(2);
         for (int i = 0; i < blocks; i++)
         {
-            nint o = (nint)i * WBytes;
-            // Headers (d, dmin, 12 bytes of scales and mins): dword k of row r to lane r of h_k.
-            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o, out _, out Vector256<int> u0, out Vector256<int> u1, out Vector256<int> u2);
+            nint o = (nint)i * TW.BlockStride;
+            // Headers (d, dmin, 12 bytes of scales and mins): dword k of row r to lane r of u_{k-1}.
+            TW.Header(w0, w1, w2, w3, w4, w5, w6, w7, o, out Vector256<int> u0, out Vector256<int> u1, out Vector256<int> u2, out Vector256<float> dw, out Vector256<float> dmw);
             // Bytes 0..3 of scLow are scales 0..3, of scHigh scales 4..7; the same for the mins (see KQuantMath.ScaleMinK4).
             Vector256<int> scLow = Avx2.And(u0, m3f);
             Vector256<int> scHigh = Avx2.Or(Avx2.And(u2, m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u0, 6), m03), 4));
@@ -105,10 +159,6 @@ public static unsafe class Q4KBatchDot
             // Min pairs (min_2l, min_2l+1) as two shorts per lane, for vpmaddwd with the activation's sub-block sums.
             Vector256<short> mp0 = Avx2.Shuffle(mnLow.AsByte(), pair0).AsInt16(), mp1 = Avx2.Shuffle(mnLow.AsByte(), pair2).AsInt16();
             Vector256<short> mp2 = Avx2.Shuffle(mnHigh.AsByte(), pair0).AsInt16(), mp3 = Avx2.Shuffle(mnHigh.AsByte(), pair2).AsInt16();
-            Vector256<float> dw = Vector256.Create(half[*(ushort*)(w0 + o)], half[*(ushort*)(w1 + o)], half[*(ushort*)(w2 + o)], half[*(ushort*)(w3 + o)],
-                                                   half[*(ushort*)(w4 + o)], half[*(ushort*)(w5 + o)], half[*(ushort*)(w6 + o)], half[*(ushort*)(w7 + o)]);
-            Vector256<float> dmw = Vector256.Create(half[*(ushort*)(w0 + o + 2)], half[*(ushort*)(w1 + o + 2)], half[*(ushort*)(w2 + o + 2)], half[*(ushort*)(w3 + o + 2)],
-                                                    half[*(ushort*)(w4 + o + 2)], half[*(ushort*)(w5 + o + 2)], half[*(ushort*)(w6 + o + 2)], half[*(ushort*)(w7 + o + 2)]);
 
             for (int g = 0; g < 4; g++)
             {
@@ -116,9 +166,8 @@ public static unsafe class Q4KBatchDot
                 Vector256<byte> sc = (g < 2 ? scLow : scHigh).AsByte();
                 Vector256<short> scA = Avx2.Shuffle(sc, (g & 1) == 0 ? scale0 : scale2).AsInt16();
                 Vector256<short> scB = Avx2.Shuffle(sc, (g & 1) == 0 ? scale1 : scale3).AsInt16();
-                nint q = o + 16 + 32 * g;
-                RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q, out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3);
-                RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q + 16, out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
+                TW.Quants(w0, w1, w2, w3, w4, w5, w6, w7, o, g, out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3,
+                    out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
                 // Lane r of lo_m: elements 4m..4m+3 of sub-block 2g of row r; of hi_m: the same of sub-block 2g+1.
                 Vector256<byte> lo0 = Avx2.And(p0.AsByte(), nibble), hi0 = Avx2.And(Avx2.ShiftRightLogical(p0.AsUInt16(), 4).AsByte(), nibble);
                 Vector256<byte> lo1 = Avx2.And(p1.AsByte(), nibble), hi1 = Avx2.And(Avx2.ShiftRightLogical(p1.AsUInt16(), 4).AsByte(), nibble);
