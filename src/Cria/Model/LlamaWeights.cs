@@ -87,12 +87,12 @@ public sealed class LlamaWeights : IDisposable
             string p = $"blk.{i}.";
             blocks[i] = new LlamaBlockWeights
             {
-                AttentionNorm = Vector(file, p + "attn_norm.weight", embd),
+                AttentionNorm = Vector(file, p + "attn_norm.weight", embd, repacker),
                 Query = Matrix(file, p + "attn_q.weight", embd, c.HeadCount * c.HeadSize, repacker),
                 Key = Matrix(file, p + "attn_k.weight", embd, c.KvDimension, repacker),
                 Value = Matrix(file, p + "attn_v.weight", embd, c.KvDimension, repacker),
                 AttentionOutput = Matrix(file, p + "attn_output.weight", c.HeadCount * c.HeadSize, embd, repacker),
-                FeedForwardNorm = Vector(file, p + "ffn_norm.weight", embd),
+                FeedForwardNorm = Vector(file, p + "ffn_norm.weight", embd, repacker),
                 Gate = Matrix(file, p + "ffn_gate.weight", embd, c.FeedForwardLength, repacker),
                 Up = Matrix(file, p + "ffn_up.weight", embd, c.FeedForwardLength, repacker),
                 Down = Matrix(file, p + "ffn_down.weight", c.FeedForwardLength, embd, repacker),
@@ -109,20 +109,20 @@ public sealed class LlamaWeights : IDisposable
         {
             TokenEmbedding = embedding,
             Blocks = blocks,
-            OutputNorm = Vector(file, "output_norm.weight", embd),
+            OutputNorm = Vector(file, "output_norm.weight", embd, repacker),
             Output = output,
             OutputIsTied = tied,
             RopeFrequencyFactors = file.TryGetTensor("rope_freqs.weight", out _)
-                ? RopeFactors(file, c.RopeDimensionCount / 2)
+                ? RopeFactors(file, c.RopeDimensionCount / 2, repacker)
                 : null,
             _repacked = repacker,
             RepackedBytes = repacker?.RepackedBytes ?? 0,
         };
     }
 
-    private static float[] RopeFactors(GgufFile file, int length)
+    private static float[] RopeFactors(GgufFile file, int length, WeightRepacker? reader)
     {
-        float[] f = Vector(file, "rope_freqs.weight", length);
+        float[] f = Vector(file, "rope_freqs.weight", length, reader);
         foreach (float v in f)
             if (!(v > 0) || !float.IsFinite(v))
                 throw new ModelLoadException($"tensor 'rope_freqs.weight' holds {v}; RoPE frequency factors must be positive and finite");
@@ -143,7 +143,12 @@ public sealed class LlamaWeights : IDisposable
         return repacker is null ? m : repacker.Repack(t, m);
     }
 
-    private static unsafe float[] Vector(GgufFile file, string name, int length)
+    /// <summary>
+    /// A small F32/F16 vector, read through the mapping, or with <paramref name="reader"/> (when repacking) by a
+    /// positional read: the page cache maps a file in large folios, so touching a norm vector through the mapping
+    /// would also map megabytes of the repacked tensors around it into the process.
+    /// </summary>
+    private static unsafe float[] Vector(GgufFile file, string name, int length, WeightRepacker? reader)
     {
         var t = Find(file, name);
         if (t.ElementCount != length || t.Dimensions[0] != length)
@@ -151,8 +156,14 @@ public sealed class LlamaWeights : IDisposable
         if (!GgmlTypeInfo.CanCompute(t.Type))
             throw new ModelLoadException($"tensor '{name}' has type {GgmlTypeInfo.Name(t.Type)}, which Cria cannot run yet");
         var result = new float[length];
-        var m = new WeightMatrix(t.Type, file.GetTensorData(t), 1, length);
-        MatMul.GetRow(m, 0, result);
+        if (reader is null)
+        {
+            MatMul.GetRow(new WeightMatrix(t.Type, file.GetTensorData(t), 1, length), 0, result);
+            return result;
+        }
+        byte[] bytes = reader.ReadTensor(t);
+        fixed (byte* b = bytes)
+            MatMul.GetRow(new WeightMatrix(t.Type, b, 1, length), 0, result);
         return result;
     }
 }

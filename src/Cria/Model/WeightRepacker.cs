@@ -90,6 +90,18 @@ internal sealed unsafe class WeightRepacker : IDisposable
         return new WeightMatrix(m.Type, dst, m.Rows, m.Cols, q4k ? WeightLayout.Q4_Kx8 : WeightLayout.Q4_0x8);
     }
 
+    /// <summary>A small tensor's bytes, read past the mapping (from the mapping for a file image held in memory).</summary>
+    public byte[] ReadTensor(GgufTensorInfo tensor)
+    {
+        var bytes = new byte[checked((int)tensor.ByteSize)];
+        fixed (byte* b = bytes)
+        {
+            if (_handle is null) Buffer.MemoryCopy(_file.GetTensorData(tensor), b, bytes.Length, bytes.Length);
+            else ReadExactly(_handle, b, bytes.Length, _file.DataOffset + (long)tensor.Offset);
+        }
+        return bytes;
+    }
+
     private static void ReadExactly(SafeFileHandle handle, byte* dst, long length, long offset)
     {
         while (length > 0)
