@@ -116,24 +116,34 @@ public sealed class RepackedWeightsTests : IDisposable
     {
         using var packed = LlamaModel.Load(path, new ModelOptions { Threads = 2 });
         using var plain = LlamaModel.Load(path, new ModelOptions { Threads = 2, RepackWeights = false });
-        var (tokensP, logitsP) = Greedy(packed);
-        var (tokensQ, logitsQ) = Greedy(plain);
+        // A prompt with the logits of every position runs every product with several activation rows, where the rows
+        // layout already sums each block to one int32 (Q4BatchDot, Q4KBatchDot): the repacked kernels must give the same bits.
+        int[] prompt = { 1, 17, 42, 99, 5, 200, 3, 8, 9 };
+        using (var cp = packed.CreateContext(new ContextOptions { ContextSize = 64 }))
+        using (var cq = plain.CreateContext(new ContextOptions { ContextSize = 64 }))
+            Assert.Equal(cq.EvaluateAll(prompt), cp.EvaluateAll(prompt));
+
+        // One-row decode is where the orders differ (ggml's eight lanes against one int32 per block): every logit within
+        // rounding, the same greedy tokens.
+        var (tokensP, logitsP) = Greedy(packed, prompt);
+        var (tokensQ, logitsQ) = Greedy(plain, prompt);
         Assert.Equal(tokensQ, tokensP);
         for (int step = 0; step < logitsP.Count; step++)
         {
             float scale = logitsQ[step].Max(MathF.Abs);
             float worst = 0;
             for (int i = 0; i < logitsP[step].Length; i++) worst = MathF.Max(worst, MathF.Abs(logitsP[step][i] - logitsQ[step][i]));
-            // Each dot product's two orders differ by a few units in the last place of its partial sums (measured: 6e-8 of 0.73); through two blocks
-            // that stays far below 1e-5 of the logits' scale (a wrong block, row or scale would move logits by their own size).
+            // The two orders of one dot differ by a few float roundings of its partial sums, about 2^-24 of the sum of the
+            // terms' magnitudes each (measured here: 6e-8 of a logit scale of 0.73); 1e-5 of the scale leaves room for two
+            // blocks of propagation and stays far below what a wrong block, row or scale would do (an error of the logits' own size).
             Assert.True(worst <= 1e-5f * scale, $"step {step}: logits differ by {worst} (scale {scale})");
         }
     }
 
-    private static (List<int> tokens, List<float[]> logits) Greedy(LlamaModel model)
+    private static (List<int> tokens, List<float[]> logits) Greedy(LlamaModel model, int[] prompt)
     {
         using var context = model.CreateContext(new ContextOptions { ContextSize = 64 });
-        var logits = new List<float[]> { context.Evaluate(new[] { 1, 17, 42, 99, 5, 200, 3, 8, 9 }).ToArray() }; // a batch: prompt tiles
+        var logits = new List<float[]> { context.Evaluate(prompt).ToArray() }; // a batch: prompt tiles
         var tokens = new List<int>();
         for (int step = 0; step < 8; step++) // one row at a time: the decode kernels
         {

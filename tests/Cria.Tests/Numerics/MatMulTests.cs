@@ -474,24 +474,31 @@ public unsafe class MatMulTests
     }
 
     /// <summary>
-    /// Repacked Q4_K (CPUs with AVX-VNNI) gives every output the bits of <see cref="Q4KBatchDot.DotScalar"/> on the plain
-    /// row, for one activation row (decode) and several, so a batch equals the plain matrix's batched product bit for bit.
+    /// Repacked Q4_0, and Q4_K (CPUs with AVX-VNNI), give every output the bits of the batched order on the plain row
+    /// (<see cref="Q4BatchDot.DotScalar"/>, <see cref="Q4KBatchDot.DotScalar"/>) for one activation row (decode) and
+    /// several (prompt tiles), so a batch equals the plain matrix's batched product bit for bit; across thread counts
+    /// and row counts that leave partial chunks. The last row reads back exactly.
     /// </summary>
     [SkippableTheory]
-    [InlineData(8, 256)]
-    [InlineData(136, 512)]
-    [InlineData(72, 2048)]
-    public void RepackedQ4_K_GivesTheBatchedOrderExactly(int rows, int cols)
+    [InlineData(GgmlType.Q4_0, 8, 32)]
+    [InlineData(GgmlType.Q4_0, 136, 256)]
+    [InlineData(GgmlType.Q4_0, 264, 1024)]
+    [InlineData(GgmlType.Q4_K, 8, 256)]
+    [InlineData(GgmlType.Q4_K, 136, 512)]
+    [InlineData(GgmlType.Q4_K, 72, 2048)]
+    public void RepackedMatrix_GivesTheBatchedOrderExactly(GgmlType type, int rows, int cols)
     {
-        Skip.IfNot(CpuFeatures.VnniTiles, "the Q4_K tiles need AVX-VNNI, which this CPU lacks");
-        var rng = new Random(9300 + rows + cols);
-        using var plain = RandomMatrix(GgmlType.Q4_K, rows, cols, rng);
+        Skip.If(type == GgmlType.Q4_K && !CpuFeatures.VnniTiles, "the Q4_K tiles need AVX-VNNI, which this CPU lacks");
+        var rng = new Random(9000 + rows + cols + (int)type);
+        using var plain = RandomMatrix(type, rows, cols, rng);
         using var packed = Repacked(plain);
+        var (blockSize, actBlockBytes) = ActivationBlock(type);
+        int blocks = cols / blockSize;
         foreach (int threads in new[] { 1, 3 })
         {
             using var pool = new WorkerPool(threads);
             using var mm = new MatMul(pool);
-            foreach (int batch in new[] { 1, 2, 17, 33 })
+            foreach (int batch in new[] { 1, 2, 7, 17, 33 })
             {
                 var x = new float[batch * cols];
                 for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 4 - 2);
@@ -502,66 +509,24 @@ public unsafe class MatMulTests
                     mm.Multiply(packed.W, px, batch, py);
                     mm.Multiply(plain.W, px, batch, pp);
                 }
-                var (q8, _) = Prepare(GgmlType.Q4_K, x, batch, cols);
-                int blocks = cols / 256;
+                var (q8, _) = Prepare(type, x, batch, cols);
                 fixed (byte* a = q8)
                     for (int b = 0; b < batch; b++)
                         for (int r = 0; r < rows; r++)
                         {
-                            float expected = Q4KBatchDot.DotScalar(plain.W.Row(r), a + b * blocks * Q8_KFormat.BlockBytes, blocks);
+                            byte* ab = a + b * blocks * actBlockBytes;
+                            float expected = type == GgmlType.Q4_0
+                                ? Q4BatchDot.DotScalar(plain.W.Row(r), ab, blocks)
+                                : Q4KBatchDot.DotScalar(plain.W.Row(r), ab, blocks);
                             Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(y[b * rows + r]),
-                                $"threads {threads} batch {b}/{batch} row {r}: {y[b * rows + r]:R}, expected {expected:R}");
-                        }
-                if (batch > 1) Assert.Equal(yPlain, y);
-                var row = new float[cols];
-                MatMul.GetRow(packed.W, rows - 1, row);
-                Assert.Equal(plain.Dequantized.AsSpan((rows - 1) * cols, cols).ToArray(), row);
-            }
-        }
-    }
-
-    /// <summary>
-    /// Repacked Q4_0 gives every output the bits of <see cref="Q4BatchDot.DotScalar"/> on the plain row, for one
-    /// activation row (decode) and several (prompt tiles), so a batch equals the plain matrix's batched product
-    /// bit for bit; across thread counts and row counts that leave partial chunks.
-    /// </summary>
-    [Theory]
-    [InlineData(8, 32)]
-    [InlineData(136, 256)]
-    [InlineData(264, 1024)]
-    public void RepackedQ4_0_GivesTheBatchedOrderExactly(int rows, int cols)
-    {
-        var rng = new Random(9000 + rows + cols);
-        using var plain = RandomMatrix(GgmlType.Q4_0, rows, cols, rng);
-        using var packed = Repacked(plain);
-        foreach (int threads in new[] { 1, 3 })
-        {
-            using var pool = new WorkerPool(threads);
-            using var mm = new MatMul(pool);
-            foreach (int batch in new[] { 1, 2, 7, 9, 17 })
-            {
-                var x = new float[batch * cols];
-                for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 4 - 2);
-                var y = new float[batch * rows];
-                var yPlain = new float[batch * rows];
-                fixed (float* px = x) fixed (float* py = y) fixed (float* pp = yPlain)
-                {
-                    mm.Multiply(packed.W, px, batch, py);
-                    mm.Multiply(plain.W, px, batch, pp);
-                }
-                var (q8, _) = Prepare(GgmlType.Q4_0, x, batch, cols);
-                int blocks = cols / 32;
-                fixed (byte* a = q8)
-                    for (int b = 0; b < batch; b++)
-                        for (int r = 0; r < rows; r++)
-                        {
-                            float expected = Q4BatchDot.DotScalar(plain.W.Row(r), a + b * blocks * 34, blocks);
-                            Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(y[b * rows + r]),
-                                $"threads {threads} batch {b}/{batch} row {r}: {y[b * rows + r]:R}, expected {expected:R}");
+                                $"{type} threads {threads} batch {b}/{batch} row {r}: {y[b * rows + r]:R}, expected {expected:R}");
                         }
                 if (batch > 1) Assert.Equal(yPlain, y);
             }
         }
+        var row = new float[cols];
+        MatMul.GetRow(packed.W, rows - 1, row);
+        Assert.Equal(plain.Dequantized.AsSpan((rows - 1) * cols, cols).ToArray(), row);
     }
 
     /// <summary>Repacked rows read back exactly; the layout is refused for other types and row counts, and has no contiguous rows.</summary>

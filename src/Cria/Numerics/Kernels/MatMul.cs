@@ -151,7 +151,7 @@ public sealed unsafe class MatMul : IDisposable
     public void Multiply(in WeightMatrix w, float* x, int batch, float* y)
     {
         if (!Check(w, x, batch, y)) return;
-        byte* act = PrepareActivations(w.Type, w.Type == GgmlType.Q4_0, x, batch, w.Cols, out long actRowBytes);
+        byte* act = PrepareActivations(w.Type, TakesBias(w, batch), x, batch, w.Cols, out long actRowBytes);
         int chunks = Configure(_product, w, act, actRowBytes, batch, y);
         _pool.Run(_product, chunks);
     }
@@ -186,7 +186,7 @@ public sealed unsafe class MatMul : IDisposable
         }
         bool run = Check(w0, x, batch, y0) & Check(w1, x, batch, y1) & (!three || Check(w2, x, batch, y2));
         if (!run) return; // (CanShare ruled out empty products)
-        bool q4 = w0.Type == GgmlType.Q4_0 || w1.Type == GgmlType.Q4_0 || three && w2.Type == GgmlType.Q4_0;
+        bool q4 = TakesBias(w0, batch) || TakesBias(w1, batch) || three && TakesBias(w2, batch);
         byte* act = PrepareActivations(w0.Type, q4, x, batch, w0.Cols, out long actRowBytes);
         ProductJob[] jobs = _sharedInputProducts;
         int n0 = Configure(jobs[0], w0, act, actRowBytes, batch, y0);
@@ -212,6 +212,9 @@ public sealed unsafe class MatMul : IDisposable
         GgmlType.BF16 => PrepareKind.RoundBF16,
         _ => null, // F32: the activations as they are
     };
+
+    /// <summary>True when the kernel for <paramref name="w"/> takes −8·Σa per activation block: Q4_0 in one int32 per block (repacked, or several rows).</summary>
+    private static bool TakesBias(in WeightMatrix w, int batch) => w.Type == GgmlType.Q4_0 && (batch > 1 || w.Layout == WeightLayout.Q4_0x8);
 
     /// <summary>Argument checks; false when there is nothing to run (an empty product, whose output is cleared if it has rows).</summary>
     private bool Check(in WeightMatrix w, float* x, int batch, float* y)
@@ -242,7 +245,6 @@ public sealed unsafe class MatMul : IDisposable
             case PrepareKind.Q8_0:
             {
                 actRowBytes = (long)cols / Q8_0Format.BlockSize * Q8_0Format.BlockBytes;
-                // Q4_0 also needs −8·Σa per activation block (Q4BatchDot, Q4x8Dot; one row in the rows layout does not use it).
                 if (q4Bias) EnsureBias((long)batch * (cols / Q8_0Format.BlockSize));
                 // Q8_0 with several rows on VNNI tiles takes its activations in offset form (Q8BatchDot).
                 bool offset = t == GgmlType.Q8_0 && batch > 1 && CpuFeatures.VnniTiles;
@@ -284,8 +286,8 @@ public sealed unsafe class MatMul : IDisposable
         rowsPerChunk = Math.Min(rowsPerChunk, Math.Max(4, rows / (2 * threads)));
         rowsPerChunk = Math.Max(4, rowsPerChunk & ~3);
         bool vnniTiles = t is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.Q8_0 && batch > 1 && CpuFeatures.VnniTiles;
-        bool q4Groups = t == GgmlType.Q4_0 && (batch > 1 || w.Layout == WeightLayout.Q4_0x8);
-        if (q4Groups || vnniTiles || w.Layout != WeightLayout.Rows) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles / groups
+        bool q4Tiles = t == GgmlType.Q4_0 && batch > 1;
+        if (q4Tiles || vnniTiles || w.Layout != WeightLayout.Rows) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles / groups
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
         batchTile = batchTile >= 3 ? batchTile / 3 * 3 : Math.Max(1, batchTile & ~1); // whole 4×3 / 2×2 tiles
@@ -301,7 +303,7 @@ public sealed unsafe class MatMul : IDisposable
             int width = VnniTileColumns(t);
             batchTile = Math.Min(batch, Math.Max(width, batchTile / width * width));
         }
-        if (q4Groups && batch > 1) // whole 8×8 tiles (Q4BatchDot, Q4x8Dot)
+        if (q4Tiles) // whole 8×8 tiles (Q4BatchDot, Q4x8Dot)
         {
             int width = Q4BatchDot.TileColumns;
             batchTile = Math.Min(batch, Math.Max(width, batchTile / width * width));
