@@ -111,7 +111,7 @@ internal static class BenchCommand
             {
                 Console.Out.WriteLine(string.Format(inv, "model {0} ({1:F1} MiB), {2} threads, kernels {3}, KV {4}, {5} repetitions",
                     modelName, sizeMiB, nThreads, CpuFeatures.Describe(), kvType.ToString().ToLowerInvariant(), nReps));
-                Console.Out.WriteLine(string.Format(inv, "loaded in {0:F0} ms, {1:F1} MiB of Q4_0/Q4_K weights repacked into eight-row groups",
+                Console.Out.WriteLine(string.Format(inv, "loaded in {0:F0} ms, {1:F1} MiB of Q4_0/Q4_K/Q8_0 weights repacked into eight-row groups",
                     llama.LoadTime.TotalMilliseconds, llama.Weights.RepackedBytes / 1048576.0));
                 if (nPrompt > 0) Console.Out.WriteLine(string.Format(inv, "pp{0,-5} {1,10:F2} ± {2:F2} tok/s", nPrompt, ppMean, ppStd));
                 if (nGen > 0) Console.Out.WriteLine(string.Format(inv, "tg{0,-5} {1,10:F2} ± {2:F2} tok/s", nGen, tgMean, tgStd));

@@ -12,7 +12,7 @@ public sealed record ModelOptions
     public int Threads { get; init; } = WorkerPool.DefaultThreadCount;
 
     /// <summary>
-    /// Copy the Q4_0 matrices (and Q4_K on CPUs with AVX-VNNI) at load into eight-row groups, which decode
+    /// Copy the Q4_0, Q8_0 and Q4_K matrices (Q4_K on CPUs with AVX2 and FMA) at load into eight-row groups, which decode
     /// and prompt processing read faster than the file's rows (the file's pages of those tensors are then
     /// never mapped in, so memory stays one copy). Off: every matrix is read from the mapping, and loading
     /// touches nothing. Results differ from the unrepacked ones by float rounding in decode (the batched

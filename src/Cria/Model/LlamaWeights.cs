@@ -21,8 +21,9 @@ public sealed class LlamaBlockWeights
 
 /// <summary>
 /// All tensors of a Llama model, looked up by llama.cpp's tensor names. Matrices point into the
-/// memory-mapped file, except Q4_0 and Q4_K matrices when repacking is asked for: those are copied at load
-/// into eight-row groups (<see cref="Q4_0x8Format"/>, <see cref="Q4_Kx8Format"/>; Q4_K on CPUs with AVX-VNNI), read past the mapping so the process keeps one
+/// memory-mapped file, except Q4_0, Q8_0 and Q4_K matrices when repacking is asked for: those are copied at load
+/// into eight-row groups (<see cref="Q4_0x8Format"/>, <see cref="Q8_0x8Format"/>, <see cref="Q4_Kx8Format"/>; Q4_K on CPUs with
+/// AVX2 and FMA), read past the mapping so the process keeps one
 /// copy), which the decode and prompt kernels read faster than plain rows. The token embedding is
 /// not repacked (it is read a row at a time); an output projection tied to it gets its own repacked copy.
 /// The small norm vectors are read into arrays. Dispose frees the repacked copies.
@@ -50,8 +51,8 @@ public sealed class LlamaWeights : IDisposable
     public static LlamaWeights FromGguf(GgufFile file, LlamaConfig c) => FromGguf(file, c, repackThreads: 0);
 
     /// <summary>
-    /// The weights of <paramref name="file"/>; with <paramref name="repackThreads"/> ≥ 1 the Q4_0 matrices
-    /// (rows a multiple of 8) are repacked on that many threads.
+    /// The weights of <paramref name="file"/>; with <paramref name="repackThreads"/> ≥ 1 the matrices
+    /// <see cref="WeightRepacker.CanRepack"/> accepts are repacked on that many threads.
     /// </summary>
     public static LlamaWeights FromGguf(GgufFile file, LlamaConfig c, int repackThreads)
     {

@@ -8,8 +8,8 @@ using Microsoft.Win32.SafeHandles;
 namespace Cria.Model;
 
 /// <summary>
-/// Copies Q4_0 and Q4_K matrices out of a model file into eight-row groups (<see cref="Q4_0x8Format"/>,
-/// <see cref="Q4_Kx8Format"/>) at
+/// Copies Q4_0, Q4_K and Q8_0 matrices out of a model file into eight-row groups (<see cref="Q4_0x8Format"/>,
+/// <see cref="Q4_Kx8Format"/>, <see cref="Q8_0x8Format"/>) at
 /// load, and owns the copies. The file's bytes are read with positional reads, not through the
 /// mapping, so the mapped pages of a repacked tensor are never touched: the process holds one copy
 /// of those weights (the repacked one), and the page cache, not the process, holds the file.
@@ -36,11 +36,11 @@ internal sealed unsafe class WeightRepacker : IDisposable
     public long RepackedBytes { get; private set; }
 
     /// <summary>
-    /// True when <paramref name="m"/> can be repacked: Q4_0, or Q4_K on CPUs with AVX-VNNI (its tile needs it), with a
-    /// row count that is a multiple of 8.
+    /// True when <paramref name="m"/> can be repacked: Q4_0, Q8_0, or Q4_K on CPUs with AVX2 and FMA (its kernel has no
+    /// portable path), with a row count that is a multiple of 8.
     /// </summary>
     public static bool CanRepack(in WeightMatrix m) =>
-        (m.Type == GgmlType.Q4_0 || m.Type == GgmlType.Q4_K && CpuFeatures.VnniTiles)
+        (m.Type is GgmlType.Q4_0 or GgmlType.Q8_0 || m.Type == GgmlType.Q4_K && CpuFeatures.Avx2Fma)
         && m.Layout == WeightLayout.Rows && m.Rows > 0 && m.Rows % 8 == 0 && m.Cols > 0;
 
     /// <summary>The repacked copy of tensor <paramref name="tensor"/> (whose plain matrix is <paramref name="m"/>), or <paramref name="m"/> itself when it cannot be repacked.</summary>
@@ -52,7 +52,7 @@ internal sealed unsafe class WeightRepacker : IDisposable
         long total = groupBytes * groups;
         byte* dst = (byte*)NativeMemory.AlignedAlloc((nuint)total, 64);
         _copies.Add((nint)dst);
-        bool q4k = m.Type == GgmlType.Q4_K;
+        GgmlType type = m.Type;
         int blocks = m.Cols / GgmlTypeInfo.BlockSize(m.Type);
         int groupsPerChunk = (int)Math.Max(1, ChunkBytes / groupBytes);
         int chunks = (groups + groupsPerChunk - 1) / groupsPerChunk;
@@ -74,8 +74,7 @@ internal sealed unsafe class WeightRepacker : IDisposable
                     ReadExactly(_handle, src, length, fileOffset + offset);
                 }
                 for (int g = 0; g < n; g++)
-                    if (!(q4k ? Q4_Kx8Format.Repack(src + g * groupBytes, rowBytes, dst + offset + g * groupBytes, blocks)
-                              : Q4_0x8Format.Repack(src + g * groupBytes, rowBytes, dst + offset + g * groupBytes, blocks)))
+                    if (!RepackGroup(type, src + g * groupBytes, rowBytes, dst + offset + g * groupBytes, blocks))
                         Volatile.Write(ref special, 1);
                 return buffer;
             },
@@ -87,8 +86,16 @@ internal sealed unsafe class WeightRepacker : IDisposable
             return m;
         }
         RepackedBytes += total;
-        return new WeightMatrix(m.Type, dst, m.Rows, m.Cols, q4k ? WeightLayout.Q4_Kx8 : WeightLayout.Q4_0x8);
+        var layout = type switch { GgmlType.Q4_0 => WeightLayout.Q4_0x8, GgmlType.Q4_K => WeightLayout.Q4_Kx8, _ => WeightLayout.Q8_0x8 };
+        return new WeightMatrix(type, dst, m.Rows, m.Cols, layout);
     }
+
+    private static bool RepackGroup(GgmlType type, byte* src, nint rowBytes, byte* dst, int blocks) => type switch
+    {
+        GgmlType.Q4_0 => Q4_0x8Format.Repack(src, rowBytes, dst, blocks),
+        GgmlType.Q4_K => Q4_Kx8Format.Repack(src, rowBytes, dst, blocks),
+        _ => Q8_0x8Format.Repack(src, rowBytes, dst, blocks),
+    };
 
     /// <summary>A small tensor's bytes, read past the mapping (from the mapping for a file image held in memory).</summary>
     public byte[] ReadTensor(GgufTensorInfo tensor)

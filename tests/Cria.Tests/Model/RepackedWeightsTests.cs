@@ -8,8 +8,8 @@ using Xunit;
 namespace Cria.Tests.Model;
 
 /// <summary>
-/// Loading with Q4_0 repacking (the default): which matrices are repacked, and that the model computes what the
-/// unrepacked one does. Decode differs only in the float rounding of the accumulation (one int32 per block, the
+/// Loading with repacking (the default; Q4_0, Q8_0 and Q4_K): which matrices are repacked, and that the model computes
+/// what the unrepacked one does. Decode differs only in the float rounding of the accumulation (one int32 per block, the
 /// batched order, instead of ggml's eight lanes), so logits agree closely and greedy tokens exactly.
 /// </summary>
 public sealed class RepackedWeightsTests : IDisposable
@@ -25,12 +25,16 @@ public sealed class RepackedWeightsTests : IDisposable
 
     public void Dispose() => File.Delete(_path);
 
-    /// <summary>Bytes of the Q4_0 matrices the loader should repack: block matrices and the output (a tied one as its own copy), rows a multiple of 8.</summary>
+    /// <summary>
+    /// Bytes of the matrices the loader should repack (Q4_0, Q8_0, and Q4_K on CPUs with AVX2 and FMA): block matrices and
+    /// the output (a tied one as its own copy), rows a multiple of 8.
+    /// </summary>
     private static long RepackableBytes(GgufFile file)
     {
         bool tied = !file.TryGetTensor("output.weight", out _);
         return file.Tensors.Where(t => (t.Name.StartsWith("blk.", StringComparison.Ordinal) || t.Name == "output.weight" || tied && t.Name == "token_embd.weight")
-                                       && t.Type == GgmlType.Q4_0 && t.Dimensions.Length == 2 && t.Dimensions[1] % 8 == 0)
+                                       && (t.Type is GgmlType.Q4_0 or GgmlType.Q8_0 || t.Type == GgmlType.Q4_K && CpuFeatures.Avx2Fma)
+                                       && t.Dimensions.Length == 2 && t.Dimensions[1] % 8 == 0)
                            .Sum(t => (long)t.ByteSize);
     }
 
@@ -68,7 +72,7 @@ public sealed class RepackedWeightsTests : IDisposable
                 Assert.Equal(model.Weights.TokenEmbedding.Rows % 8 == 0 ? WeightLayout.Q4_0x8 : WeightLayout.Rows, model.Weights.Output.Layout);
                 Assert.Equal(RepackableBytes(model.File), model.Weights.RepackedBytes);
             }
-            SameAsUnrepacked(tied);
+            SameAsUnrepacked(tied, promptBitsEqual: true);
         }
         finally
         {
@@ -77,11 +81,38 @@ public sealed class RepackedWeightsTests : IDisposable
     }
 
     [Fact]
-    public void RepackedModel_ComputesTheSameLogits_ToRounding_AndTheSameGreedyTokens() => SameAsUnrepacked(_path);
+    public void RepackedModel_ComputesTheSameLogits_ToRounding_AndTheSameGreedyTokens() => SameAsUnrepacked(_path, promptBitsEqual: true);
+
+    /// <summary>A Q8_0 file: its block matrices are repacked and it computes what the unrepacked file does.</summary>
+    [Fact]
+    public void Q8_0Model_RepacksItsMatrices_AndComputesTheSame()
+    {
+        string q8 = Path.Combine(Path.GetTempPath(), $"cria-repack-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            SyntheticModel.Write(new SyntheticModel.SyntheticModelSpec
+            {
+                EmbeddingLength = 128, FeedForwardLength = 352, BlockCount = 2, HeadCount = 4, KvHeadCount = 2,
+                ContextLength = 256, Type = GgmlType.Q8_0, Seed = 14,
+            }, q8);
+            using (var model = LlamaModel.Load(q8, new ModelOptions { Threads = 2 }))
+            {
+                Assert.All(model.Weights.Blocks, b => Assert.Equal(WeightLayout.Q8_0x8, b.Down.Layout));
+                Assert.All(model.Weights.Blocks, b => Assert.Equal(WeightLayout.Q8_0x8, b.Query.Layout));
+                Assert.Equal(RepackableBytes(model.File), model.Weights.RepackedBytes);
+            }
+            // Without AVX-VNNI the plain rows' batches keep ggml's lane order, the repacked ones one int32 per block.
+            SameAsUnrepacked(q8, promptBitsEqual: CpuFeatures.VnniTiles);
+        }
+        finally
+        {
+            File.Delete(q8);
+        }
+    }
 
     /// <summary>
-    /// A Q4_K_M file (Q4_K with some Q6_K): on CPUs with AVX-VNNI its Q4_K matrices are repacked (Q6_K never is)
-    /// and it computes what the unrepacked file does; without AVX-VNNI nothing is repacked.
+    /// A Q4_K_M file (Q4_K with some Q6_K): on CPUs with AVX2 and FMA its Q4_K matrices are repacked (Q6_K never is)
+    /// and it computes what the unrepacked file does; without them nothing is repacked.
     /// </summary>
     [Fact]
     public void Q4_K_M_Model_RepacksItsQ4_KMatrices_AndComputesTheSame()
@@ -99,11 +130,12 @@ public sealed class RepackedWeightsTests : IDisposable
             {
                 var gate = model.Weights.Blocks[0].Gate;
                 Assert.Equal(GgmlType.Q4_K, gate.Type);
-                Assert.Equal(CpuFeatures.VnniTiles ? WeightLayout.Q4_Kx8 : WeightLayout.Rows, gate.Layout);
+                Assert.Equal(CpuFeatures.Avx2Fma ? WeightLayout.Q4_Kx8 : WeightLayout.Rows, gate.Layout);
                 Assert.All(model.Weights.Blocks, b => Assert.True(b.Value.Type != GgmlType.Q6_K || b.Value.Layout == WeightLayout.Rows));
-                Assert.Equal(CpuFeatures.VnniTiles, model.Weights.RepackedBytes > 0);
+                Assert.Equal(RepackableBytes(model.File), model.Weights.RepackedBytes);
             }
-            SameAsUnrepacked(q4km);
+            // Without AVX-VNNI the plain rows' Q4_K batches keep ggml's lane order, the repacked ones one int32 per super-block.
+            SameAsUnrepacked(q4km, promptBitsEqual: CpuFeatures.VnniTiles);
         }
         finally
         {
@@ -112,32 +144,42 @@ public sealed class RepackedWeightsTests : IDisposable
         }
     }
 
-    private static void SameAsUnrepacked(string path)
+    /// <summary>
+    /// The repacked model against the unrepacked one. <paramref name="promptBitsEqual"/>: the plain rows' batched kernels already sum
+    /// each block to one int32 (Q4BatchDot; Q8BatchDot and Q4KBatchDot with AVX-VNNI), so a prompt must give the same bits.
+    /// </summary>
+    private static void SameAsUnrepacked(string path, bool promptBitsEqual)
     {
         using var packed = LlamaModel.Load(path, new ModelOptions { Threads = 2 });
         using var plain = LlamaModel.Load(path, new ModelOptions { Threads = 2, RepackWeights = false });
-        // A prompt with the logits of every position runs every product with several activation rows, where the rows
-        // layout already sums each block to one int32 (Q4BatchDot, Q4KBatchDot): the repacked kernels must give the same bits.
+        // A prompt with the logits of every position runs every product with several activation rows.
         int[] prompt = { 1, 17, 42, 99, 5, 200, 3, 8, 9 };
         using (var cp = packed.CreateContext(new ContextOptions { ContextSize = 64 }))
         using (var cq = plain.CreateContext(new ContextOptions { ContextSize = 64 }))
-            Assert.Equal(cq.EvaluateAll(prompt), cp.EvaluateAll(prompt));
+        {
+            float[] p = cp.EvaluateAll(prompt), q = cq.EvaluateAll(prompt);
+            if (promptBitsEqual) Assert.Equal(q, p);
+            else AssertWithinRounding(q, p, "prompt");
+        }
 
         // One-row decode is where the orders differ (ggml's eight lanes against one int32 per block): every logit within
         // rounding, the same greedy tokens.
         var (tokensP, logitsP) = Greedy(packed, prompt);
         var (tokensQ, logitsQ) = Greedy(plain, prompt);
         Assert.Equal(tokensQ, tokensP);
-        for (int step = 0; step < logitsP.Count; step++)
-        {
-            float scale = logitsQ[step].Max(MathF.Abs);
-            float worst = 0;
-            for (int i = 0; i < logitsP[step].Length; i++) worst = MathF.Max(worst, MathF.Abs(logitsP[step][i] - logitsQ[step][i]));
-            // The two orders of one dot differ by a few float roundings of its partial sums, about 2^-24 of the sum of the
-            // terms' magnitudes each (measured here: 6e-8 of a logit scale of 0.73); 1e-5 of the scale leaves room for two
-            // blocks of propagation and stays far below what a wrong block, row or scale would do (an error of the logits' own size).
-            Assert.True(worst <= 1e-5f * scale, $"step {step}: logits differ by {worst} (scale {scale})");
-        }
+        for (int step = 0; step < logitsP.Count; step++) AssertWithinRounding(logitsQ[step], logitsP[step], $"step {step}");
+    }
+
+    private static void AssertWithinRounding(float[] expected, float[] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        float scale = expected.Max(MathF.Abs);
+        float worst = 0;
+        for (int i = 0; i < actual.Length; i++) worst = MathF.Max(worst, MathF.Abs(actual[i] - expected[i]));
+        // The two orders of one dot differ by a few float roundings of its partial sums, about 2^-24 of the sum of the
+        // terms' magnitudes each (measured here: 6e-8 of a logit scale of 0.73); 1e-5 of the scale leaves room for two
+        // blocks of propagation and stays far below what a wrong block, row or scale would do (an error of the logits' own size).
+        Assert.True(worst <= 1e-5f * scale, $"{what}: logits differ by {worst} (scale {scale})");
     }
 
     private static (List<int> tokens, List<float[]> logits) Greedy(LlamaModel model, int[] prompt)

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics.X86;
 using Cria.Numerics.Formats;
 using Cria.Numerics.Kernels;
 using Xunit;
@@ -78,7 +79,7 @@ public unsafe class Q4Kx8KernelTests
     [MemberData(nameof(BlockCounts))]
     public void Tile_EqualsBatchOrderOnThePlainRows_ForEveryColumnCount(int blocks)
     {
-        Skip.IfNot(CpuFeatures.VnniTiles, "the Q4_K tiles need AVX-VNNI, which this CPU lacks");
+        Skip.IfNot(CpuFeatures.Avx2Fma, "the Q4_K tiles need AVX2 and FMA, which this CPU lacks");
         var rng = new Random(8800 + blocks);
         const int C = Q4KBatchDot.TileColumns;
         nint aStride = blocks * Q8_KFormat.BlockBytes + 5;
@@ -104,7 +105,12 @@ public unsafe class Q4Kx8KernelTests
             }
             byte* gp = pg, ap = pa;
             TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile(gp, ap, aStride, nCols, blocks, y, yStride),
-                "Q4_Kx8 tile", fewestRows: 8);
+                "Q4_Kx8 tile (dispatch)", fewestRows: 8);
+            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile<Q4KBatchDot.NoVnni>(gp, ap, aStride, nCols, blocks, y, yStride),
+                "Q4_Kx8 tile (AVX2)", fewestRows: 8);
+            if (AvxVnni.IsSupported)
+                TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile<Q4KBatchDot.Vnni>(gp, ap, aStride, nCols, blocks, y, yStride),
+                    "Q4_Kx8 tile (AVX-VNNI)", fewestRows: 8);
         }
     }
 }

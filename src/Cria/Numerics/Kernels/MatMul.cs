@@ -12,15 +12,18 @@ public enum WeightLayout
     Rows,
     /// <summary>Q4_0 rows repacked into groups of eight (<see cref="Q4_0x8Format"/>), groups back to back.</summary>
     Q4_0x8,
-    /// <summary>Q4_K rows repacked into groups of eight (<see cref="Q4_Kx8Format"/>), groups back to back; CPUs with AVX-VNNI only.</summary>
+    /// <summary>Q4_K rows repacked into groups of eight (<see cref="Q4_Kx8Format"/>), groups back to back; CPUs with AVX2 and FMA only.</summary>
     Q4_Kx8,
+    /// <summary>Q8_0 rows repacked into groups of eight (<see cref="Q8_0x8Format"/>), groups back to back.</summary>
+    Q8_0x8,
 }
 
 /// <summary>
 /// A weight matrix in memory, laid out like a ggml 2-D tensor with ne0 = <see cref="Cols"/> and
 /// ne1 = <see cref="Rows"/>: <see cref="Rows"/> rows (output features), each holding
 /// <see cref="Cols"/> elements encoded in <see cref="Type"/>'s blocks, rows back to back
-/// <see cref="RowBytes"/> apart — or, for <see cref="WeightLayout.Q4_0x8"/> and <see cref="WeightLayout.Q4_Kx8"/>, groups of eight rows
+/// <see cref="RowBytes"/> apart — or, for the repacked layouts (<see cref="WeightLayout.Q4_0x8"/>, <see cref="WeightLayout.Q4_Kx8"/>,
+/// <see cref="WeightLayout.Q8_0x8"/>), groups of eight rows
 /// 8·<see cref="RowBytes"/> apart. The memory is not owned (a mapped model file or a repacked copy).
 /// </summary>
 public readonly unsafe struct WeightMatrix
@@ -28,20 +31,27 @@ public readonly unsafe struct WeightMatrix
     /// <summary>Describes <paramref name="rows"/> × <paramref name="cols"/> elements of <paramref name="type"/> at <paramref name="data"/>.</summary>
     public WeightMatrix(GgmlType type, byte* data, int rows, int cols) : this(type, data, rows, cols, WeightLayout.Rows) { }
 
-    /// <summary>As the plain constructor, with the rows in <paramref name="layout"/> (Q4_0x8: Q4_0 only, rows a multiple of 8).</summary>
+    /// <summary>As the plain constructor, with the rows in <paramref name="layout"/> (a repacked layout: its type only, rows a multiple of 8).</summary>
     public WeightMatrix(GgmlType type, byte* data, int rows, int cols, WeightLayout layout)
     {
         if (!GgmlTypeInfo.IsKnown(type)) throw new ArgumentException($"unknown ggml type id {(uint)type}", nameof(type));
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
         if (data == null && rows > 0 && cols > 0) throw new ArgumentNullException(nameof(data));
-        if (layout == WeightLayout.Q4_0x8 && (type != GgmlType.Q4_0 || rows % Q4_0x8Format.GroupRows != 0))
-            throw new ArgumentException($"the Q4_0x8 layout holds Q4_0 matrices whose row count is a multiple of 8, not {GgmlTypeInfo.Name(type)} × {rows} rows", nameof(layout));
-        if (layout == WeightLayout.Q4_Kx8 && (type != GgmlType.Q4_K || rows % Q4_Kx8Format.GroupRows != 0))
-            throw new ArgumentException($"the Q4_Kx8 layout holds Q4_K matrices whose row count is a multiple of 8, not {GgmlTypeInfo.Name(type)} × {rows} rows", nameof(layout));
-        if (layout == WeightLayout.Q4_Kx8 && !CpuFeatures.VnniTiles)
-            throw new NotSupportedException("the Q4_Kx8 layout needs a CPU with AVX2, FMA and AVX-VNNI");
-        if (layout is not (WeightLayout.Rows or WeightLayout.Q4_0x8 or WeightLayout.Q4_Kx8)) throw new ArgumentOutOfRangeException(nameof(layout));
+        if (layout != WeightLayout.Rows)
+        {
+            GgmlType holds = layout switch
+            {
+                WeightLayout.Q4_0x8 => GgmlType.Q4_0,
+                WeightLayout.Q4_Kx8 => GgmlType.Q4_K,
+                WeightLayout.Q8_0x8 => GgmlType.Q8_0,
+                _ => throw new ArgumentOutOfRangeException(nameof(layout)),
+            };
+            if (type != holds || rows % 8 != 0)
+                throw new ArgumentException($"the {layout} layout holds {GgmlTypeInfo.Name(holds)} matrices whose row count is a multiple of 8, not {GgmlTypeInfo.Name(type)} × {rows} rows", nameof(layout));
+            if (layout == WeightLayout.Q4_Kx8 && !CpuFeatures.Avx2Fma)
+                throw new NotSupportedException($"the {layout} layout needs a CPU with AVX2 and FMA");
+        }
         Type = type;
         Data = data;
         Rows = rows;
@@ -342,6 +352,13 @@ public sealed unsafe class MatMul : IDisposable
                     row % Q4_Kx8Format.GroupRows, d, w.Cols / Q4_KFormat.BlockSize);
             return;
         }
+        if (w.Layout == WeightLayout.Q8_0x8)
+        {
+            fixed (float* d = dst)
+                Q8_0x8Format.DequantizeRow(w.Data + row / Q8_0x8Format.GroupRows * w.RowBytes * Q8_0x8Format.GroupRows,
+                    row % Q8_0x8Format.GroupRows, d, w.Cols / Q8_0Format.BlockSize);
+            return;
+        }
         byte* src = w.Row(row);
         int n = w.Cols;
         fixed (float* d = dst)
@@ -552,8 +569,10 @@ public sealed unsafe class MatMul : IDisposable
                 switch (Weights.Type)
                 {
                     case GgmlType.Q8_0:
-                        // One activation row: ggml's vec_dot; several (with VNNI): one int32 per block and output (Q8BatchDot).
-                        if (Batch > 1 && CpuFeatures.VnniTiles) VnniTiles(r0, r1);
+                        // Repacked: one int32 per block and output (Q8x8Dot). Rows layout, one activation row: ggml's
+                        // vec_dot; several (with VNNI): one int32 per block and output (Q8BatchDot).
+                        if (Weights.Layout == WeightLayout.Q8_0x8) Q8Groups(r0, r1);
+                        else if (Batch > 1 && CpuFeatures.VnniTiles) VnniTiles(r0, r1);
                         else Quantized<Q8Weights>(r0, r1);
                         break;
                     case GgmlType.Q4_0:
@@ -740,6 +759,43 @@ public sealed unsafe class MatMul : IDisposable
                     for (int b = b0; b < b1; b += width)
                         Q4Kx8Dot.Tile(w + r / Q4_Kx8Format.GroupRows * groupBytes, Activations + b * aStride, aStride,
                             Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
+            }
+        }
+
+        /// <summary>Q8_0 weights repacked into eight-row groups (Q8x8Dot): decode one group at a time, batches in 8 × 16 tiles.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Q8Groups(int r0, int r1)
+        {
+            int blocks = Weights.Cols / Q8_0Format.BlockSize;
+            nint groupBytes = (nint)Weights.RowBytes * Q8_0x8Format.GroupRows, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
+            byte* w = Weights.Data;
+            float* y = Output;
+            if (!CpuFeatures.Avx2Fma)
+            {
+                for (int b = 0; b < Batch; b++)
+                    for (int r = r0; r < r1; r += Q8_0x8Format.GroupRows)
+                        Q8x8Dot.GroupScalar(w + r / Q8_0x8Format.GroupRows * groupBytes, Activations + b * aStride, blocks, y + b * rows + r);
+                return;
+            }
+            if (Batch == 1)
+            {
+                for (int r = r0; r < r1; r += Q8_0x8Format.GroupRows)
+                    Q8x8Dot.GroupAvx2(w + r / Q8_0x8Format.GroupRows * groupBytes, Activations, blocks, y + r);
+                return;
+            }
+            // Several activation rows: offset form and Q8BatchDot's tile with AVX-VNNI, normal form and Q8x8Dot's without.
+            bool vnni = CpuFeatures.VnniTiles;
+            int width = vnni ? Q8BatchDot.TileColumns : Q8x8Dot.TileColumns;
+            for (int b0 = 0; b0 < Batch; b0 += BatchTile)
+            {
+                int b1 = Math.Min(Batch, b0 + BatchTile);
+                for (int r = r0; r < r1; r += Q8_0x8Format.GroupRows)
+                    for (int b = b0; b < b1; b += width)
+                    {
+                        byte* g = w + r / Q8_0x8Format.GroupRows * groupBytes;
+                        if (vnni) Q8x8Dot.Tile(g, Activations + b * aStride, aStride, Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
+                        else Q8x8Dot.TileNormal<Q8x8Dot.NoVnni>(g, Activations + b * aStride, aStride, Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
+                    }
             }
         }
 

@@ -6,12 +6,12 @@ using Cria.Numerics.Formats;
 namespace Cria.Numerics.Kernels;
 
 /// <summary>
-/// Q4_K weights repacked into eight-row groups (<see cref="Q4_Kx8Format"/>) · Q8_K activations, on CPUs with
-/// AVX-VNNI: <see cref="Q4KBatchDot"/>'s tile, bit for bit, reading the transposed headers and quants ready
+/// Q4_K weights repacked into eight-row groups (<see cref="Q4_Kx8Format"/>) · Q8_K activations:
+/// <see cref="Q4KBatchDot"/>'s tile, bit for bit (with or without AVX-VNNI), reading the transposed headers and quants ready
 /// instead of transposing eight rows (per super-block column of eight rows: 35 loads instead of 70 loads and
 /// 52 shuffles). Decode (one activation row) and batches use the same tile; every line is prefetched
 /// <see cref="PrefetchDistance"/> bytes ahead. <see cref="GroupScalar"/> is the scalar twin. There is no
-/// portable path: the layout is made only on CPUs with AVX-VNNI.
+/// portable path: the layout is made only on CPUs with AVX2 and FMA.
 /// </summary>
 public static unsafe class Q4Kx8Dot
 {
@@ -56,13 +56,21 @@ public static unsafe class Q4Kx8Dot
 
     /// <summary>
     /// The group at <paramref name="g"/> · activation rows <c>a + c·aStride</c> (c &lt; <paramref name="nCols"/> ≤
-    /// <see cref="Q4KBatchDot.TileColumns"/>): results to y[c·yStride + 0..7]. Requires <see cref="CpuFeatures.VnniTiles"/>.
+    /// <see cref="Q4KBatchDot.TileColumns"/>): results to y[c·yStride + 0..7]. AVX2 + FMA; AVX-VNNI when the CPU has it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
     {
+        if (AvxVnni.IsSupported) Tile<Q4KBatchDot.Vnni>(g, a, aStride, nCols, blocks, y, yStride);
+        else Tile<Q4KBatchDot.NoVnni>(g, a, aStride, nCols, blocks, y, yStride);
+    }
+
+    /// <summary><see cref="Tile"/> with the integer steps chosen by <typeparamref name="TD"/> (tests run both).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Tile<TD>(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) where TD : struct, Q4KBatchDot.IIntegerDots
+    {
         if ((uint)nCols - 1 > Q4KBatchDot.TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
-        Q4KBatchDot.Tile<GroupLayout>(g, g, g, g, g, g, g, g, Q4_Kx8Format.GroupRows, a, aStride, nCols, blocks, y, yStride);
+        Q4KBatchDot.Tile<GroupLayout, TD>(g, g, g, g, g, g, g, g, Q4_Kx8Format.GroupRows, a, aStride, nCols, blocks, y, yStride);
     }
 
     /// <summary>Scalar twin for the tests: each row of the group unpacked and multiplied in <see cref="Q4KBatchDot.DotScalar"/>'s order.</summary>

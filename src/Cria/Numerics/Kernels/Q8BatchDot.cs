@@ -67,19 +67,59 @@ public static unsafe class Q8BatchDot
     internal static void Tile(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
     {
         if ((uint)nRows - 1 > TileRows - 1 || (uint)nCols - 1 > TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
-        float* half = Fp16Format.Table;
         RowTranspose.RowPointers(w, wStride, nRows, out byte* w0, out byte* w1, out byte* w2, out byte* w3, out byte* w4, out byte* w5, out byte* w6, out byte* w7);
+        Tile<RowsLayout>(w0, w1, w2, w3, w4, w5, w6, w7, nRows, a, aStride, nCols, blocks, y, yStride);
+    }
+
+    /// <summary>Where a tile's eight rows come from: the file's rows (transposed in registers) or a repacked group (<see cref="Q8_0x8Format"/>).</summary>
+    internal interface IWeightRows
+    {
+        /// <summary>Bytes from one block column to the next.</summary>
+        static abstract nint BlockStride { get; }
+
+        /// <summary>The eight rows' scales as floats and code dwords 0..7 (lane r: row r) of the block column at offset <paramref name="o"/>.</summary>
+        static abstract void Block(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o, out Vector256<float> dw,
+            out Vector256<sbyte> g0, out Vector256<sbyte> g1, out Vector256<sbyte> g2, out Vector256<sbyte> g3,
+            out Vector256<sbyte> g4, out Vector256<sbyte> g5, out Vector256<sbyte> g6, out Vector256<sbyte> g7);
+    }
+
+    /// <summary>Eight plain Q8_0 rows, transposed in registers.</summary>
+    internal struct RowsLayout : IWeightRows
+    {
+        public static nint BlockStride => Bytes;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Block(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o, out Vector256<float> dw,
+            out Vector256<sbyte> g0, out Vector256<sbyte> g1, out Vector256<sbyte> g2, out Vector256<sbyte> g3,
+            out Vector256<sbyte> g4, out Vector256<sbyte> g5, out Vector256<sbyte> g6, out Vector256<sbyte> g7)
+        {
+            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o + 2, out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3);
+            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o + 18, out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
+            g0 = p0.AsSByte(); g1 = p1.AsSByte(); g2 = p2.AsSByte(); g3 = p3.AsSByte();
+            g4 = p4.AsSByte(); g5 = p5.AsSByte(); g6 = p6.AsSByte(); g7 = p7.AsSByte();
+            float* half = Fp16Format.Table;
+            dw = Vector256.Create(half[*(ushort*)(w0 + o)], half[*(ushort*)(w1 + o)], half[*(ushort*)(w2 + o)], half[*(ushort*)(w3 + o)],
+                                  half[*(ushort*)(w4 + o)], half[*(ushort*)(w5 + o)], half[*(ushort*)(w6 + o)], half[*(ushort*)(w7 + o)]);
+        }
+    }
+
+    /// <summary>
+    /// The tile over eight rows given by <typeparamref name="TW"/> (<paramref name="nRows"/> of them stored);
+    /// a repacked group passes its address as <paramref name="w0"/> (the other pointers are not read).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Tile<TW>(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, int nRows,
+        byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) where TW : struct, IWeightRows
+    {
+        float* half = Fp16Format.Table;
         Vector256<float>* acc = stackalloc Vector256<float>[TileColumns];
         for (int c = 0; c < TileColumns; c++) acc[c] = Vector256<float>.Zero;
         Vector256<byte> ones = Vector256.Create((byte)1);
         for (int i = 0; i < blocks; i++)
         {
-            nint o = (nint)i * Bytes;
             // Lane r of g_m: codes 4m..4m+3 of row r's block.
-            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o + 2, out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3);
-            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o + 18, out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
-            Vector256<sbyte> g0 = p0.AsSByte(), g1 = p1.AsSByte(), g2 = p2.AsSByte(), g3 = p3.AsSByte();
-            Vector256<sbyte> g4 = p4.AsSByte(), g5 = p5.AsSByte(), g6 = p6.AsSByte(), g7 = p7.AsSByte();
+            TW.Block(w0, w1, w2, w3, w4, w5, w6, w7, (nint)i * TW.BlockStride, out Vector256<float> dw,
+                out var g0, out var g1, out var g2, out var g3, out var g4, out var g5, out var g6, out var g7);
             // −128·Σw per row (the offset the unsigned activations bring in).
             Vector256<int> sw0 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, ones, g0);
             Vector256<int> sw1 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, ones, g1);
@@ -90,9 +130,7 @@ public static unsafe class Q8BatchDot
             sw0 = AvxVnni.MultiplyWideningAndAdd(sw0, ones, g6);
             sw1 = AvxVnni.MultiplyWideningAndAdd(sw1, ones, g7);
             Vector256<int> bias = Avx2.Subtract(Vector256<int>.Zero, Avx2.ShiftLeftLogical(Avx2.Add(sw0, sw1), 7));
-            Vector256<float> dw = Vector256.Create(half[*(ushort*)(w0 + o)], half[*(ushort*)(w1 + o)], half[*(ushort*)(w2 + o)], half[*(ushort*)(w3 + o)],
-                                                   half[*(ushort*)(w4 + o)], half[*(ushort*)(w5 + o)], half[*(ushort*)(w6 + o)], half[*(ushort*)(w7 + o)]);
-            byte* x = a + o;
+            byte* x = a + (nint)i * Bytes;
             for (int c = 0; c < nCols; c++, x += aStride)
             {
                 // Two chains of four: with the other columns in flight that hides the multiply-add latency.
