@@ -49,7 +49,9 @@ public unsafe class DecodeKernelTests
                 // the 256-bit kernel reports an infinity whenever it lies in the vector part
                 ushort kept = ph[stride + 1];
                 ph[stride + 1] = 0xFC00;
-                FloatDot.F16Rows2Avx2(ph, stride, pys, n, po, out bool special);
+                FloatDot.F16Rows2Avx2<FloatDot.Streaming.Other>(ph, stride, pys, n, po, out bool special);
+                Assert.Equal(n >= 32, special);
+                FloatDot.F16Rows2Avx2<FloatDot.Streaming.Amd>(ph, stride, pys, n, po, out special);
                 Assert.Equal(n >= 32, special);
                 ph[stride + 1] = kept;
             }
@@ -148,17 +150,24 @@ public unsafe class DecodeKernelTests
             AssertPairEqualsSingleRows(ph, stride, py, pys, n, po);
             float r0 = FloatDot.F16Scalar(ph, py, n), r1 = FloatDot.F16Scalar(ph + stride, py, n);
             bool special;
+            // Both streaming policies (the subnormal test kept or skipped) give the same bits.
             if (CpuFeatures.Avx2Fma)
             {
-                FloatDot.F16Rows2Avx2(ph, stride, pys, n, po, out special);
+                FloatDot.F16Rows2Avx2<FloatDot.Streaming.Other>(ph, stride, pys, n, po, out special);
                 Assert.False(special);
                 Assert.True(Same(r0, po[0]) && Same(r1, po[1]), "256-bit kernel");
+                FloatDot.F16Rows2Avx2<FloatDot.Streaming.Amd>(ph, stride, pys, n, po, out special);
+                Assert.False(special);
+                Assert.True(Same(r0, po[0]) && Same(r1, po[1]), "256-bit kernel, AMD streaming");
             }
             if (CpuFeatures.Avx2Fma && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
             {
-                FloatDot.F16Rows2Avx512(ph, stride, pys, n, po, out special);
+                FloatDot.F16Rows2Avx512<FloatDot.Streaming.Other>(ph, stride, pys, n, po, out special);
                 Assert.False(special);
                 Assert.True(Same(r0, po[0]) && Same(r1, po[1]), "512-bit kernel");
+                FloatDot.F16Rows2Avx512<FloatDot.Streaming.Amd>(ph, stride, pys, n, po, out special);
+                Assert.False(special);
+                Assert.True(Same(r0, po[0]) && Same(r1, po[1]), "512-bit kernel, AMD streaming");
             }
         });
     }

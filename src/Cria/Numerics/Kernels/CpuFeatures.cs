@@ -35,6 +35,23 @@ public static class CpuFeatures
         get => Avx2Fma && AvxVnni.IsSupported;
     }
 
+    /// <summary>
+    /// True on AMD processors. Two decode choices follow from it, both measured on Zen 4 (in-process, TinyLlama-shaped
+    /// F16, decode t/s, medians of 8 alternations): its fused multiply-adds take subnormal operands at full speed, so
+    /// <see cref="FloatDot"/>'s F16 kernels skip the per-chunk subnormal test and its rarely taken, badly predicted
+    /// branch; and weights streamed from memory are prefetched into L2 rather than L1. Current kernel 11.3 t/s; the
+    /// L2 prefetch alone 13.5; skipping the test alone 11.5; both 19.9 (Llama-3.2-1B: 8.5 against 12.0). On Intel
+    /// processors an FMA with a subnormal operand takes a microcode assist (a few subnormal halves per thousand made
+    /// the dot three times slower), so they keep the test and the L1 prefetch.
+    /// </summary>
+    public static readonly bool Amd = X86Base.IsSupported && IsAuthenticAmd();
+
+    private static bool IsAuthenticAmd()
+    {
+        var (_, ebx, ecx, edx) = X86Base.CpuId(0, 0);
+        return ebx == 0x68747541 && edx == 0x69746E65 && ecx == 0x444D4163; // "Auth" "enti" "cAMD"
+    }
+
     /// <summary>"AVX2+FMA", "Vector256" or "scalar" (see the class remarks); "+VNNI" is appended when AVX-VNNI speeds up the integer dots.</summary>
     public static string Describe() =>
         Avx2Fma ? (AvxVnni.IsSupported ? "AVX2+FMA+VNNI" : "AVX2+FMA")
