@@ -155,16 +155,16 @@ public unsafe class MatMulTests
                 byte* ab = a + b * blocks * bb;
                 return w.Type switch
                 {
-                    GgmlType.Q8_0 => batch > 1 && CpuFeatures.VnniTiles ? Q8BatchDot.DotScalar(row, ab, blocks) : QuantDot.Q8_0Q8_0Scalar(row, ab, blocks),
+                    GgmlType.Q8_0 => MatMul.BatchTiles(GgmlType.Q8_0, batch) ? Q8BatchDot.DotScalar(row, ab, blocks) : QuantDot.Q8_0Q8_0Scalar(row, ab, blocks),
                     GgmlType.Q4_0 => batch == 1 ? QuantDot.Q4_0Q8_0Scalar(row, ab, blocks) : Q4BatchDot.DotScalar(row, ab, blocks),
                     GgmlType.Q5_0 => QuantDot.Dot1Scalar<Q5Weights>(row, ab, blocks),
                     GgmlType.Q4_1 => LegacyDot.Q4_1Q8_1Scalar(row, ab, blocks),
                     GgmlType.Q5_1 => LegacyDot.Q5_1Q8_1Scalar(row, ab, blocks),
                     GgmlType.Q2_K => KQuantDot.Q2_KQ8_KScalar(row, ab, blocks),
                     GgmlType.Q3_K => KQuantDot.Q3_KQ8_KScalar(row, ab, blocks),
-                    GgmlType.Q4_K => batch > 1 && CpuFeatures.VnniTiles ? Q4KBatchDot.DotScalar(row, ab, blocks) : KQuantDot.Q4_KQ8_KScalar(row, ab, blocks),
+                    GgmlType.Q4_K => MatMul.BatchTiles(GgmlType.Q4_K, batch) ? Q4KBatchDot.DotScalar(row, ab, blocks) : KQuantDot.Q4_KQ8_KScalar(row, ab, blocks),
                     GgmlType.Q5_K => KQuantDot.Q5_KQ8_KScalar(row, ab, blocks),
-                    _ => batch > 1 && CpuFeatures.VnniTiles ? Q6KBatchDot.DotScalar(row, ab, blocks) : KQuantDot.Q6_KQ8_KScalar(row, ab, blocks),
+                    _ => MatMul.BatchTiles(GgmlType.Q6_K, batch) ? Q6KBatchDot.DotScalar(row, ab, blocks) : KQuantDot.Q6_KQ8_KScalar(row, ab, blocks),
                 };
             }
         }

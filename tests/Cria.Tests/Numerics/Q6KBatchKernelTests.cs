@@ -8,8 +8,9 @@ namespace Cria.Tests.Numerics;
 /// <see cref="Q6KBatchDot"/>, the Q6_K kernel for two or more activation rows, on random super-blocks
 /// (random low and high code bits, every signed 8-bit scale, −128 included):
 /// <list type="number">
-/// <item>the AVX-VNNI tile returns the bits of the scalar twin for every partial tile and strides
-/// wider than a row;</item>
+/// <item>the tile, with its AVX2 integer steps and (where the CPU has them) its AVX-VNNI ones, returns the
+/// bits of the scalar twin for every partial tile and strides wider than a row, the largest codes and
+/// activations included;</item>
 /// <item>the scalar twin agrees with an exact reference: per super-block t = d_w·d_a·S with S exact;
 /// the kernel rounds S to float, d_w·d_a once and each fused multiply-add once, so the test allows
 /// (blocks + 3)·2⁻²⁴·Σ|t|.</item>
@@ -37,13 +38,39 @@ public unsafe class Q6KBatchKernelTests
     [MemberData(nameof(BlockCounts))]
     public void TileEqualsScalarTwin_ForEveryPartialTile(int blocks)
     {
-        Skip.IfNot(CpuFeatures.VnniTiles, "the tile needs AVX-VNNI, which this CPU lacks (its scalar twin is tested on its own)");
+        Skip.IfNot(CpuFeatures.Avx2Fma, "the tile needs AVX2 and FMA, which this CPU lacks (its scalar twin is tested on its own)");
         var rng = new Random(7200 + blocks);
         const int R = Q6KBatchDot.TileRows, C = Q6KBatchDot.TileColumns;
-        nint wStride = blocks * WB + 7, aStride = blocks * AB + 3;
-        var w = TileCheck.Strided(RandomQ6KRows(rng, R, blocks), R, blocks * WB, wStride);
-        var a = TileCheck.Strided(Q4KBatchKernelTests.RandomQ8KRows(rng, C, blocks), C, blocks * AB, aStride);
+        TileEqualsScalarTwin(RandomQ6KRows(rng, R, blocks), Q4KBatchKernelTests.RandomQ8KRows(rng, C, blocks), blocks);
+    }
 
+    /// <summary>
+    /// Every code 63 against every activation −128: the largest sums the AVX2 steps form as shorts (two vpmaddubsw
+    /// pairs, 2 · 2 · 63 · 128 = 32256), which must not saturate.
+    /// </summary>
+    [SkippableFact]
+    public void TileSumsTheLargestCodesAndActivationsExactly()
+    {
+        Skip.IfNot(CpuFeatures.Avx2Fma, "the tile needs AVX2 and FMA, which this CPU lacks");
+        const int blocks = 3, R = Q6KBatchDot.TileRows, C = Q6KBatchDot.TileColumns;
+        var rng = new Random(7300);
+        var w = RandomQ6KRows(rng, R, blocks);
+        for (int b = 0; b < R * blocks; b++) w.AsSpan(b * WB, 192).Fill(0xFF); // low and high code bits all set: code 63
+        var a = Q4KBatchKernelTests.RandomQ8KRows(rng, C, blocks);
+        for (int b = 0; b < C * blocks; b++)
+        {
+            a.AsSpan(b * AB + 4, 256).Fill(0x80);
+            for (int k = 0; k < 16; k++) BitConverter.TryWriteBytes(a.AsSpan(b * AB + 260 + 2 * k, 2), (short)(16 * -128));
+        }
+        TileEqualsScalarTwin(w, a, blocks);
+    }
+
+    private static void TileEqualsScalarTwin(byte[] rows, byte[] activations, int blocks)
+    {
+        const int R = Q6KBatchDot.TileRows, C = Q6KBatchDot.TileColumns;
+        nint wStride = blocks * WB + 7, aStride = blocks * AB + 3;
+        var w = TileCheck.Strided(rows, R, blocks * WB, wStride);
+        var a = TileCheck.Strided(activations, C, blocks * AB, aStride);
         fixed (byte* pw = w)
         fixed (byte* pa = a)
         {
@@ -52,7 +79,10 @@ public unsafe class Q6KBatchKernelTests
                 for (int r = 0; r < R; r++)
                     expected[c, r] = Q6KBatchDot.DotScalar(pw + r * wStride, pa + c * aStride, blocks);
             nint wp = (nint)pw, ap = (nint)pa;
-            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, py, ys) => Q6KBatchDot.Tile((byte*)wp, wStride, nRows, (byte*)ap, aStride, nCols, blocks, py, ys), $"blocks {blocks}");
+            // The AVX2 integer steps everywhere; the AVX-VNNI ones where the CPU has them.
+            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, py, ys) => Q6KBatchDot.Tile<Q6KBatchDot.NoVnni>((byte*)wp, wStride, nRows, (byte*)ap, aStride, nCols, blocks, py, ys), $"AVX2, blocks {blocks}");
+            if (CpuFeatures.VnniTiles)
+                TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, py, ys) => Q6KBatchDot.Tile((byte*)wp, wStride, nRows, (byte*)ap, aStride, nCols, blocks, py, ys), $"AVX-VNNI, blocks {blocks}");
         }
     }
 

@@ -92,8 +92,8 @@ public readonly unsafe struct WeightMatrix
 /// <item>Q4_1 / Q5_1 weights: activations quantized to Q8_1 (<see cref="Q8_1Format"/>), then ggml's
 /// vec_dot per output (<see cref="LegacyDot"/>); llamafile has no kernel for these on x86.</item>
 /// <item>Q2_K / Q3_K / Q4_K / Q5_K / Q6_K weights: activations quantized to Q8_K (<see cref="Q8_KFormat"/>), then
-/// ggml's vec_dot per output (<see cref="KQuantDot"/>) — except Q4_K and Q6_K with two or more
-/// activation rows on CPUs with AVX-VNNI, which sum each super-block to one int32 per output
+/// ggml's vec_dot per output (<see cref="KQuantDot"/>) — except Q4_K with two or more activation rows on
+/// CPUs with AVX-VNNI (or repacked), and Q6_K with two or more on every AVX2+FMA CPU, which sum each super-block to one int32 per output
 /// (<see cref="Q4KBatchDot"/>, <see cref="Q6KBatchDot"/>, the order of llama.cpp's repacked kernels).</item>
 /// <item>IQ4_NL weights: Q8_0 activations. ggml's AVX2 vec_dot (used for one activation row) keeps two
 /// accumulators over alternating blocks, llamafile's tinyBLAS (two or more rows) one; both orders
@@ -295,9 +295,9 @@ public sealed unsafe class MatMul : IDisposable
         if (batch > 1) rowsPerChunk = (int)Math.Clamp((paired ? 512 : 48) * 1024 / Math.Max(1, weightChunkRowBytes), 4, paired ? 4 * PairedMaxGroups : 64);
         rowsPerChunk = Math.Min(rowsPerChunk, Math.Max(4, rows / (2 * threads)));
         rowsPerChunk = Math.Max(4, rowsPerChunk & ~3);
-        bool vnniTiles = t is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.Q8_0 && batch > 1 && CpuFeatures.VnniTiles;
+        bool batchTiles = BatchTiles(t, batch);
         bool q4Tiles = t == GgmlType.Q4_0 && batch > 1;
-        if (q4Tiles || vnniTiles || w.Layout != WeightLayout.Rows) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles / groups
+        if (q4Tiles || batchTiles || w.Layout != WeightLayout.Rows) rowsPerChunk = Math.Max(8, rowsPerChunk & ~7); // whole 8-row tiles / groups
         int chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
         int batchTile = batch == 1 ? 1 : (int)Math.Clamp(96 * 1024 / actRowBytes, 2, batch);
         batchTile = batchTile >= 3 ? batchTile / 3 * 3 : Math.Max(1, batchTile & ~1); // whole 4×3 / 2×2 tiles
@@ -308,9 +308,9 @@ public sealed unsafe class MatMul : IDisposable
         }
         if (t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && batch > 1) // whole 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4; the VNNI tiles below)
             batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
-        if (vnniTiles) // whole 8×16 tiles (Q4KBatchDot, Q6KBatchDot, Q8BatchDot)
+        if (batchTiles) // whole 8×16 tiles (Q4KBatchDot, Q6KBatchDot, Q8BatchDot)
         {
-            int width = VnniTileColumns(t);
+            int width = BatchTileColumns(t);
             batchTile = Math.Min(batch, Math.Max(width, batchTile / width * width));
         }
         if (q4Tiles) // whole 8×8 tiles (Q4BatchDot, Q4x8Dot)
@@ -410,8 +410,15 @@ public sealed unsafe class MatMul : IDisposable
         if (_tileState != null) NativeMemory.AlignedFree(_tileState);
     }
 
-    /// <summary>Activation rows per call of the VNNI tile for <paramref name="t"/> (Q4_K, Q6_K or Q8_0).</summary>
-    private static int VnniTileColumns(GgmlType t) =>
+    /// <summary>
+    /// True when a product of <paramref name="batch"/> activation rows with <paramref name="t"/> weights in rows runs on the
+    /// 8 × 16 tiles (Q4KBatchDot, Q6KBatchDot, Q8BatchDot): with AVX-VNNI for Q4_K, Q6_K and Q8_0; Q6_K on every AVX2+FMA CPU.
+    /// </summary>
+    internal static bool BatchTiles(GgmlType t, int batch) =>
+        batch > 1 && (t is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.Q8_0 && CpuFeatures.VnniTiles || t == GgmlType.Q6_K && CpuFeatures.Avx2Fma);
+
+    /// <summary>Activation rows per call of the 8 × 16 tile for <paramref name="t"/> (Q4_K, Q6_K or Q8_0).</summary>
+    private static int BatchTileColumns(GgmlType t) =>
         t == GgmlType.Q4_K ? Q4KBatchDot.TileColumns : t == GgmlType.Q6_K ? Q6KBatchDot.TileColumns : Q8BatchDot.TileColumns;
 
     // ------------------------------------------------------------------ activation preparation
@@ -572,7 +579,7 @@ public sealed unsafe class MatMul : IDisposable
                         // Repacked: one int32 per block and output (Q8x8Dot). Rows layout, one activation row: ggml's
                         // vec_dot; several (with VNNI): one int32 per block and output (Q8BatchDot).
                         if (Weights.Layout == WeightLayout.Q8_0x8) Q8Groups(r0, r1);
-                        else if (Batch > 1 && CpuFeatures.VnniTiles) VnniTiles(r0, r1);
+                        else if (BatchTiles(Weights.Type, Batch)) Tiles8x16(r0, r1);
                         else Quantized<Q8Weights>(r0, r1);
                         break;
                     case GgmlType.Q4_0:
@@ -593,7 +600,7 @@ public sealed unsafe class MatMul : IDisposable
                         // Repacked Q4_K: one int32 per super-block and output (Q4Kx8Dot). Rows layout, one activation row:
                         // ggml's vec_dot; several: one int32 per super-block and output (Q4KBatchDot, Q6KBatchDot).
                         if (Weights.Layout == WeightLayout.Q4_Kx8) Q4KGroups(r0, r1);
-                        else if (Batch > 1 && CpuFeatures.VnniTiles) VnniTiles(r0, r1);
+                        else if (BatchTiles(Weights.Type, Batch)) Tiles8x16(r0, r1);
                         else RowDots(r0, r1);
                         break;
                     case GgmlType.Q4_1:
@@ -799,16 +806,17 @@ public sealed unsafe class MatMul : IDisposable
             }
         }
 
-        /// <summary>Batched Q8_0, Q4_K and Q6_K products on the 8 × 16 VNNI tiles (Q8BatchDot, Q4KBatchDot, Q6KBatchDot).</summary>
+        /// <summary>Batched Q8_0, Q4_K and Q6_K products on the 8 × 16 tiles (Q8BatchDot, Q4KBatchDot, Q6KBatchDot; see <see cref="BatchTiles"/>).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void VnniTiles(int r0, int r1)
+        private void Tiles8x16(int r0, int r1)
         {
             GgmlType t = Weights.Type;
             int blocks = Weights.Cols / GgmlTypeInfo.BlockSize(t);
             nint wStride = (nint)Weights.RowBytes, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
             byte* w = Weights.Data;
             float* y = Output;
-            int width = VnniTileColumns(t);
+            int width = BatchTileColumns(t);
+            bool vnni = CpuFeatures.VnniTiles;
             for (int b0 = 0; b0 < Batch; b0 += BatchTile)
             {
                 int b1 = Math.Min(Batch, b0 + BatchTile);
@@ -820,6 +828,7 @@ public sealed unsafe class MatMul : IDisposable
                         byte* ab = Activations + b * aStride;
                         int nc = Math.Min(width, b1 - b);
                         if (t == GgmlType.Q8_0) Q8BatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
+                        else if (t == GgmlType.Q6_K && !vnni) Q6KBatchDot.Tile<Q6KBatchDot.NoVnni>(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
                         else if (t == GgmlType.Q6_K) Q6KBatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
                         else Q4KBatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
                     }

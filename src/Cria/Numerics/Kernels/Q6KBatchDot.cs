@@ -7,7 +7,7 @@ namespace Cria.Numerics.Kernels;
 
 /// <summary>
 /// Q6_K weights · Q8_K activations for several activation rows at once (prompt processing and
-/// batched decode, on CPUs with AVX-VNNI); one activation row keeps ggml's vec_dot
+/// batched decode, on AVX2+FMA CPUs, with AVX-VNNI where there is one); one activation row keeps ggml's vec_dot
 /// (<see cref="KQuantDot.Q6_KQ8_K"/>).
 /// <para>
 /// Order of the arithmetic, per output and super-block: S = Σ_k scale_k · Σ_{i in sub-block k} (c_i − 32)·a_i
@@ -20,7 +20,7 @@ namespace Cria.Numerics.Kernels;
 /// The kernel takes eight weight rows and up to sixteen activation rows. Per half super-block the
 /// eight rows' low-nibble bytes and high-bit bytes are transposed so lane r belongs to row r, the
 /// unsigned codes of two 32-element chunks are assembled (sixteen vectors of four codes per lane)
-/// and multiplied into all eight rows with vpdpbusd against broadcast activation dwords; each
+/// and multiplied into all eight rows with vpdpbusd (or vpmaddubsw and vpmaddwd) against broadcast activation dwords; each
 /// 16-element sum D_k is multiplied by its scale (vpmulld). The −32 offset is applied once per
 /// super-block from the activation block sums: S = Σ_k scale_k·D_k − 32·Σ_k scale_k·bsum_k, the
 /// second sum by vpmaddwd on (scale, scale) pairs. <see cref="DotScalar"/> is the scalar twin.
@@ -58,8 +58,16 @@ public static unsafe class Q6KBatchDot
     /// Rows <c>w + i·wStride</c> (i &lt; <paramref name="nRows"/> ≤ 8) · activation rows <c>a + c·aStride</c>
     /// (c &lt; <paramref name="nCols"/> ≤ <see cref="TileColumns"/>): results to y[c·yStride + i]. Requires <see cref="CpuFeatures.VnniTiles"/>.
     /// </summary>
+    internal static void Tile(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) =>
+        Tile<Vnni>(w, wStride, nRows, a, aStride, nCols, blocks, y, yStride);
+
+    /// <summary>
+    /// <see cref="Tile"/> with the integer steps of <typeparamref name="TD"/>: <see cref="Vnni"/> (needs
+    /// <see cref="CpuFeatures.VnniTiles"/>) or <see cref="NoVnni"/> (AVX2); the same integers, so the same bits.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Tile(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
+    internal static void Tile<TD>(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
+        where TD : struct, IIntegerDots
     {
         if ((uint)nRows - 1 > TileRows - 1 || (uint)nCols - 1 > TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
         float* half = Fp16Format.Table;
@@ -90,13 +98,13 @@ public static unsafe class Q6KBatchDot
             {
                 int* bs = (int*)(ab + 260); // bsum pairs (bsum_2l, bsum_2l+1) as dwords
                 Vector256<int> off = Avx2.MultiplyAddAdjacent(sp0, Vector256.Create(bs[0]).AsInt16());
-                off = AvxVnni.MultiplyWideningAndAdd(off, sp1, Vector256.Create(bs[1]).AsInt16());
-                off = AvxVnni.MultiplyWideningAndAdd(off, sp2, Vector256.Create(bs[2]).AsInt16());
-                off = AvxVnni.MultiplyWideningAndAdd(off, sp3, Vector256.Create(bs[3]).AsInt16());
-                off = AvxVnni.MultiplyWideningAndAdd(off, sp4, Vector256.Create(bs[4]).AsInt16());
-                off = AvxVnni.MultiplyWideningAndAdd(off, sp5, Vector256.Create(bs[5]).AsInt16());
-                off = AvxVnni.MultiplyWideningAndAdd(off, sp6, Vector256.Create(bs[6]).AsInt16());
-                off = AvxVnni.MultiplyWideningAndAdd(off, sp7, Vector256.Create(bs[7]).AsInt16());
+                off = TD.Shorts(off, sp1, Vector256.Create(bs[1]).AsInt16());
+                off = TD.Shorts(off, sp2, Vector256.Create(bs[2]).AsInt16());
+                off = TD.Shorts(off, sp3, Vector256.Create(bs[3]).AsInt16());
+                off = TD.Shorts(off, sp4, Vector256.Create(bs[4]).AsInt16());
+                off = TD.Shorts(off, sp5, Vector256.Create(bs[5]).AsInt16());
+                off = TD.Shorts(off, sp6, Vector256.Create(bs[6]).AsInt16());
+                off = TD.Shorts(off, sp7, Vector256.Create(bs[7]).AsInt16());
                 sums[c] = Avx2.ShiftLeftLogical(Avx2.Subtract(Vector256<int>.Zero, off), 5); // −32·Σ scale·bsum
             }
 
@@ -128,10 +136,10 @@ public static unsafe class Q6KBatchDot
                     byte* x = a + (nint)i * ABytes + 4 + 128 * h + 32 * part;
                     for (int c = 0; c < nCols; c++, x += aStride)
                     {
-                        Vector256<int> s = Avx2.MultiplyLow(Quarter(lo0, lo1, lo2, lo3, x), sLo0);
-                        s = Avx2.Add(s, Avx2.MultiplyLow(Quarter(lo4, lo5, lo6, lo7, x + 16), sLo1));
-                        s = Avx2.Add(s, Avx2.MultiplyLow(Quarter(hi0, hi1, hi2, hi3, x + 64), sHi0));
-                        s = Avx2.Add(s, Avx2.MultiplyLow(Quarter(hi4, hi5, hi6, hi7, x + 80), sHi1));
+                        Vector256<int> s = Avx2.MultiplyLow(TD.Quarter(lo0, lo1, lo2, lo3, x), sLo0);
+                        s = Avx2.Add(s, Avx2.MultiplyLow(TD.Quarter(lo4, lo5, lo6, lo7, x + 16), sLo1));
+                        s = Avx2.Add(s, Avx2.MultiplyLow(TD.Quarter(hi0, hi1, hi2, hi3, x + 64), sHi0));
+                        s = Avx2.Add(s, Avx2.MultiplyLow(TD.Quarter(hi4, hi5, hi6, hi7, x + 80), sHi1));
                         sums[c] = Avx2.Add(sums[c], s);
                     }
                 }
@@ -168,15 +176,53 @@ public static unsafe class Q6KBatchDot
         return Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(p.AsUInt16(), 4).AsByte(), nibble), Avx2.And(moved, high));
     }
 
-    /// <summary>Σ over one 16-element sub-block for eight rows: four vpdpbusd against broadcast activation dwords.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Quarter(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3, byte* x)
+    /// <summary>The tile's integer steps, with AVX-VNNI (<see cref="Vnni"/>) or without (<see cref="NoVnni"/>): the same integers either way.</summary>
+    internal interface IIntegerDots
     {
-        // One chain: the columns and quarters around it give the multiply-adds enough independent work.
-        Vector256<int> s = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g0, Vector256.Create(*(int*)x).AsSByte());
-        s = AvxVnni.MultiplyWideningAndAdd(s, g1, Vector256.Create(*(int*)(x + 4)).AsSByte());
-        s = AvxVnni.MultiplyWideningAndAdd(s, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
-        return AvxVnni.MultiplyWideningAndAdd(s, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
+        /// <summary>
+        /// Σ over one 16-element sub-block for eight rows: lane r gets Σ_j Σ_{b&lt;4} g_j[4r+b] · x[4j+b] (j &lt; 4), the
+        /// unsigned 6-bit codes of row r times the signed activations.
+        /// </summary>
+        static abstract Vector256<int> Quarter(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3, byte* x);
+
+        /// <summary>sum + (per dword) the two products of the shorts of <paramref name="a"/> and <paramref name="b"/> (vpdpwssd).</summary>
+        static abstract Vector256<int> Shorts(Vector256<int> sum, Vector256<short> a, Vector256<short> b);
+    }
+
+    /// <summary>AVX-VNNI: one chain of four vpdpbusd against broadcast activation dwords; vpdpwssd.</summary>
+    internal struct Vnni : IIntegerDots
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Quarter(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3, byte* x)
+        {
+            // One chain: the columns and quarters around it give the multiply-adds enough independent work.
+            Vector256<int> s = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g0, Vector256.Create(*(int*)x).AsSByte());
+            s = AvxVnni.MultiplyWideningAndAdd(s, g1, Vector256.Create(*(int*)(x + 4)).AsSByte());
+            s = AvxVnni.MultiplyWideningAndAdd(s, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
+            return AvxVnni.MultiplyWideningAndAdd(s, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Shorts(Vector256<int> sum, Vector256<short> a, Vector256<short> b) => AvxVnni.MultiplyWideningAndAdd(sum, a, b);
+    }
+
+    /// <summary>
+    /// AVX2: vpmaddubsw per four codes (a pair sum is at most 2 · 63 · 128 = 16128 in magnitude, two of them added as
+    /// shorts 32256: no saturation), then vpmaddwd by ones; vpmaddwd and an add.
+    /// </summary>
+    internal struct NoVnni : IIntegerDots
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Quarter(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3, byte* x)
+        {
+            Vector256<short> p0 = Avx2.Add(Avx2.MultiplyAddAdjacent(g0, Vector256.Create(*(int*)x).AsSByte()), Avx2.MultiplyAddAdjacent(g1, Vector256.Create(*(int*)(x + 4)).AsSByte()));
+            Vector256<short> p1 = Avx2.Add(Avx2.MultiplyAddAdjacent(g2, Vector256.Create(*(int*)(x + 8)).AsSByte()), Avx2.MultiplyAddAdjacent(g3, Vector256.Create(*(int*)(x + 12)).AsSByte()));
+            Vector256<short> ones = Vector256.Create((short)1);
+            return Avx2.Add(Avx2.MultiplyAddAdjacent(p0, ones), Avx2.MultiplyAddAdjacent(p1, ones));
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Shorts(Vector256<int> sum, Vector256<short> a, Vector256<short> b) => Avx2.Add(sum, Avx2.MultiplyAddAdjacent(a, b));
     }
 
     /// <summary>Byte k (0..3) of every dword of <paramref name="v"/> (scale 4m + k of every row, from sc_m), sign-extended to an int per lane: moved to the top byte by a shuffle and shifted down arithmetically.</summary>
