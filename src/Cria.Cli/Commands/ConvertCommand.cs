@@ -36,20 +36,21 @@ internal static class ConvertCommand
             if (Directory.Exists(path))
             {
                 HfModelConverter.Convert(path, r.GetValue(output)!, type, Report, r.GetValue(vocab));
-                Console.Error.WriteLine($"\rwrote {r.GetValue(output)}");
+                Console.Error.WriteLine($"{(Console.IsErrorRedirected ? "" : "\r")}wrote {r.GetValue(output)}");
                 return 0;
             }
             if (!File.Exists(path)) throw new CliException($"input not found: {path}");
             string? vocabPath = r.GetValue(vocab) ?? throw new CliException("a llama2.c checkpoint needs its tokenizer: --vocab tokenizer.bin (or tokenizer.model)");
             Llama2cConverter.Convert(path, vocabPath, r.GetValue(output)!, type, Report);
-            Console.Error.WriteLine($"\rwrote {r.GetValue(output)}");
+            Console.Error.WriteLine($"{(Console.IsErrorRedirected ? "" : "\r")}wrote {r.GetValue(output)}");
             return 0;
         }));
         return cmd;
     }
 
-    // Progress overwrites one line; warnings and notes get a line of their own.
+    // On a terminal progress overwrites one line and warnings and notes get a line of their own; a log file or
+    // pipe gets every message on its own line.
     private static readonly IProgress<string> Report = new Progress<string>(s =>
-        Console.Error.Write(s.StartsWith("warning: ", StringComparison.Ordinal) || s.StartsWith("note: ", StringComparison.Ordinal)
-            ? $"\r{s}\n" : $"\r{s}   "));
+        Console.Error.Write(Console.IsErrorRedirected ? $"{s}\n"
+            : s.StartsWith("warning: ", StringComparison.Ordinal) || s.StartsWith("note: ", StringComparison.Ordinal) ? $"\r{s}\n" : $"\r{s}   "));
 }

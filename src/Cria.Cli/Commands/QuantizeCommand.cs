@@ -50,7 +50,8 @@ internal static class QuantizeCommand
             };
             try
             {
-                ModelQuantizer.Quantize(input, output, options, Console.Error, ct);
+                // A terminal gets one progress line rewritten in place; a log file or pipe one line per tensor.
+                ModelQuantizer.Quantize(input, output, options, Console.Error, ct, progressOnOneLine: !Console.IsErrorRedirected);
             }
             catch (QuantizationException e)
             {

@@ -48,11 +48,12 @@ public static class ModelQuantizer
 {
     /// <summary>
     /// Quantizes <paramref name="inputPath"/> into <paramref name="outputPath"/>. Progress and
-    /// fallback warnings go to <paramref name="log"/> (null: silent). Throws
+    /// fallback warnings go to <paramref name="log"/> (null: silent): one line per tensor, or, with
+    /// <paramref name="progressOnOneLine"/> (for a terminal), one line rewritten in place. Throws
     /// <see cref="QuantizationException"/> for inputs llama-quantize rejects.
     /// </summary>
     public static QuantizationResult Quantize(string inputPath, string outputPath, QuantizationOptions options, TextWriter? log = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, bool progressOnOneLine = false)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (!Enum.IsDefined(options.FileType)) throw new QuantizationException($"unsupported file type {(int)options.FileType}");
@@ -101,9 +102,11 @@ public static class ModelQuantizer
                 done++;
                 inBytes += t.ByteSize;
                 outBytes += GgmlTypeInfo.RowBytes(plan1.Type, t.Dimensions[0]) * (t.ElementCount / Math.Max(1, t.Dimensions[0]));
-                log?.Write(string.Format(CultureInfo.InvariantCulture, "\r[{0}/{1}] {2,-32} {3,6} -> {4,-6} {5:F1} -> {6:F1} MiB   ",
+                string line = string.Format(CultureInfo.InvariantCulture, "[{0}/{1}] {2,-32} {3,6} -> {4,-6} {5:F1} -> {6:F1} MiB",
                     done, total, Truncate(t.Name, 32), GgmlTypeInfo.Name(t.Type), GgmlTypeInfo.Name(plan1.Type),
-                    inBytes / 1048576.0, outBytes / 1048576.0));
+                    inBytes / 1048576.0, outBytes / 1048576.0);
+                if (progressOnOneLine) log?.Write("\r" + line + "   ");
+                else log?.WriteLine(line);
             });
         }
 
@@ -113,7 +116,7 @@ public static class ModelQuantizer
         }
         finally
         {
-            if (done > 0) log?.WriteLine();
+            if (done > 0 && progressOnOneLine) log?.WriteLine();
         }
         if (plan.FallbackCount > 0)
             log?.WriteLine($"{plan.FallbackCount} of {converted} quantized tensor(s) required fallback quantization");

@@ -122,6 +122,25 @@ public class CliTests
     }
 
     [SkippableFact]
+    public void QuantizeIntoALogWritesOneLinePerTensorAndASummary()
+    {
+        string output = Path.Combine(Path.GetTempPath(), $"cria-cli-q4km-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            // The runner redirects stderr, as a log file or a pipe would: no carriage-return progress line.
+            var r = CliRunner.Run("quantize", Stories(), output, "Q4_K_M");
+            Assert.Equal(0, r.ExitCode);
+            Assert.DoesNotContain('\r', r.Stderr);
+            using var f = Cria.Gguf.GgufFile.Open(output);
+            int n = f.Tensors.Count;
+            var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            for (int i = 1; i <= n; i++) Assert.Single(lines, l => l.StartsWith($"[{i}/{n}] ", StringComparison.Ordinal));
+            Assert.StartsWith($"quantized {n} tensors", lines[^1]);
+        }
+        finally { File.Delete(output); }
+    }
+
+    [SkippableFact]
     public void BenchJsonReportsPromptAndGenerationSpeed()
     {
         var r = CliRunner.Run("bench", "-m", Stories(), "-p", "16", "-n", "8", "-r", "2", "-t", "1", "--json");
