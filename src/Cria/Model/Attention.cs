@@ -136,7 +136,14 @@ internal sealed unsafe class Attention : IParallelJob
                 else
                 {
                     ushort* keys = (ushort*)cache.Keys16(_layer) + kvHead * hs;
-                    for (int t = 0; t < visible; t++) scores[t] = FloatDot.F16(keys + (long)t * kvDim, query, hs);
+                    if (FloatDot.RebiasedF16Dots)
+                    {
+                        // The same bits from the query × 2^112 (exact: it is F16-rounded) and a cheaper conversion.
+                        VectorOps.Scale(new Span<float>(query, hs), Fp16Format.RebiasScale);
+                        for (int t = 0; t < visible; t++) scores[t] = FloatDot.F16Rebiased(keys + (long)t * kvDim, query, hs);
+                    }
+                    else
+                        for (int t = 0; t < visible; t++) scores[t] = FloatDot.F16(keys + (long)t * kvDim, query, hs);
                 }
             }
             else
@@ -161,8 +168,15 @@ internal sealed unsafe class Attention : IParallelJob
                 else
                 {
                     ushort* vt = (ushort*)cache.Values16(_layer);
-                    for (int d = 0; d < hs; d++)
-                        o[d] = FloatDot.F16(vt + (long)(kvHead * hs + d) * ctx, weights, nKv);
+                    if (FloatDot.RebiasedF16Dots)
+                    {
+                        VectorOps.Scale(new Span<float>(weights, nKv), Fp16Format.RebiasScale); // F16-rounded weights: exact
+                        for (int d = 0; d < hs; d++)
+                            o[d] = FloatDot.F16Rebiased(vt + (long)(kvHead * hs + d) * ctx, weights, nKv);
+                    }
+                    else
+                        for (int d = 0; d < hs; d++)
+                            o[d] = FloatDot.F16(vt + (long)(kvHead * hs + d) * ctx, weights, nKv);
                 }
             }
             else

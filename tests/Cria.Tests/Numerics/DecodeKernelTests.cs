@@ -7,7 +7,8 @@ namespace Cria.Tests.Numerics;
 
 /// <summary>
 /// The multi-row decode kernels (several weight rows against one activation row, with prefetch and
-/// wider vectors) must give each output exactly the bits of the single-row dot and of its scalar twin.
+/// wider vectors) and the one-row dot on pre-scaled activations (<see cref="FloatDot.F16Rebiased"/>) must give
+/// each output exactly the bits of the single-row dot and of its scalar twin.
 /// </summary>
 public unsafe class DecodeKernelTests
 {
@@ -30,6 +31,9 @@ public unsafe class DecodeKernelTests
         Assert.True(Same(FloatDot.F16Scalar(w, y, n), output[0]));
         Assert.True(Same(FloatDot.F16Scalar(w + stride, y, n), output[1]));
         Assert.True(Same(FloatDot.F16(w + stride, y, n), output[1]));
+        // The one-row dot on pre-scaled activations (attention's form on AMD): the same bits too.
+        Assert.True(Same(FloatDot.F16Rebiased(w, yRebiased, n), output[0]));
+        Assert.True(Same(FloatDot.F16Rebiased(w + stride, yRebiased, n), output[1]));
     }
 
     [Theory]
@@ -72,6 +76,10 @@ public unsafe class DecodeKernelTests
                 FloatDot.F16Rows2(ph, stride, pys, n, po);
                 Assert.True(Same(FloatDot.F16Scalar(ph, py, n), po[0]));
                 Assert.True(float.IsNaN(po[1]));
+                Assert.True(float.IsNaN(FloatDot.F16Rebiased(ph + stride, pys, n)));
+                ph[stride + 5] = 0x7C00; // +inf: F16Rebiased leaves its vector part for the exact scalar path
+                Assert.True(Same(FloatDot.F16Scalar(ph + stride, py, n), FloatDot.F16Rebiased(ph + stride, pys, n)));
+                Assert.True(Same(FloatDot.F16(ph + stride, py, n), FloatDot.F16Rebiased(ph + stride, pys, n)));
             }
         });
     }
