@@ -36,16 +36,21 @@ internal static class ConvertCommand
             if (Directory.Exists(path))
             {
                 HfModelConverter.Convert(path, r.GetValue(output)!, type, Report, r.GetValue(vocab));
-                Console.Error.WriteLine($"{(Console.IsErrorRedirected ? "" : "\r")}wrote {r.GetValue(output)}");
-                return 0;
+                return Wrote(r.GetValue(output)!);
             }
             if (!File.Exists(path)) throw new CliException($"input not found: {path}");
             string? vocabPath = r.GetValue(vocab) ?? throw new CliException("a llama2.c checkpoint needs its tokenizer: --vocab tokenizer.bin (or tokenizer.model)");
             Llama2cConverter.Convert(path, vocabPath, r.GetValue(output)!, type, Report);
-            Console.Error.WriteLine($"{(Console.IsErrorRedirected ? "" : "\r")}wrote {r.GetValue(output)}");
-            return 0;
+            return Wrote(r.GetValue(output)!);
         }));
         return cmd;
+    }
+
+    /// <summary>The closing line (over the progress line on a terminal); exit code 0.</summary>
+    private static int Wrote(string output)
+    {
+        Console.Error.WriteLine($"{(Console.IsErrorRedirected ? "" : "\r")}wrote {output}");
+        return 0;
     }
 
     // On a terminal progress overwrites one line and warnings and notes get a line of their own; a log file or

@@ -110,6 +110,9 @@ internal sealed unsafe class Attention : IParallelJob
         // ggml hands products with two or more activation columns to tinyBLAS (needs k % 8 == 0);
         // rows of different sequences are each a one-token product.
         bool batched = _batch >= 2 && rowCaches is null;
+        // One-row F16 dots on AMD: the query and the softmax weights (both F16-rounded) multiplied by 2^112 once,
+        // exactly, so each dot needs only the cheaper half conversion; the same bits (FloatDot.F16Rebiased).
+        bool rebias = FloatDot.RebiasedF16Dots;
 
         for (int item = start; item < end; item++)
         {
@@ -136,14 +139,9 @@ internal sealed unsafe class Attention : IParallelJob
                 else
                 {
                     ushort* keys = (ushort*)cache.Keys16(_layer) + kvHead * hs;
-                    if (FloatDot.RebiasedF16Dots)
-                    {
-                        // The same bits from the query × 2^112 (exact: it is F16-rounded) and a cheaper conversion.
-                        VectorOps.Scale(new Span<float>(query, hs), Fp16Format.RebiasScale);
-                        for (int t = 0; t < visible; t++) scores[t] = FloatDot.F16Rebiased(keys + (long)t * kvDim, query, hs);
-                    }
-                    else
-                        for (int t = 0; t < visible; t++) scores[t] = FloatDot.F16(keys + (long)t * kvDim, query, hs);
+                    if (rebias) VectorOps.Scale(new Span<float>(query, hs), Fp16Format.RebiasScale);
+                    for (int t = 0; t < visible; t++)
+                        scores[t] = rebias ? FloatDot.F16Rebiased(keys + (long)t * kvDim, query, hs) : FloatDot.F16(keys + (long)t * kvDim, query, hs);
                 }
             }
             else
@@ -168,15 +166,9 @@ internal sealed unsafe class Attention : IParallelJob
                 else
                 {
                     ushort* vt = (ushort*)cache.Values16(_layer);
-                    if (FloatDot.RebiasedF16Dots)
-                    {
-                        VectorOps.Scale(new Span<float>(weights, nKv), Fp16Format.RebiasScale); // F16-rounded weights: exact
-                        for (int d = 0; d < hs; d++)
-                            o[d] = FloatDot.F16Rebiased(vt + (long)(kvHead * hs + d) * ctx, weights, nKv);
-                    }
-                    else
-                        for (int d = 0; d < hs; d++)
-                            o[d] = FloatDot.F16(vt + (long)(kvHead * hs + d) * ctx, weights, nKv);
+                    if (rebias) VectorOps.Scale(new Span<float>(weights, nKv), Fp16Format.RebiasScale);
+                    for (int d = 0; d < hs; d++)
+                        o[d] = rebias ? FloatDot.F16Rebiased(vt + (long)(kvHead * hs + d) * ctx, weights, nKv) : FloatDot.F16(vt + (long)(kvHead * hs + d) * ctx, weights, nKv);
                 }
             }
             else

@@ -106,10 +106,10 @@ public unsafe class Q4Kx8KernelTests
             byte* gp = pg, ap = pa;
             TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile(gp, ap, aStride, nCols, blocks, y, yStride),
                 "Q4_Kx8 tile (dispatch)", fewestRows: 8);
-            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile<Q4KBatchDot.NoVnni>(gp, ap, aStride, nCols, blocks, y, yStride),
+            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile<IntegerDots.NoVnni>(gp, ap, aStride, nCols, blocks, y, yStride),
                 "Q4_Kx8 tile (AVX2)", fewestRows: 8);
             if (AvxVnni.IsSupported)
-                TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile<Q4KBatchDot.Vnni>(gp, ap, aStride, nCols, blocks, y, yStride),
+                TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile<IntegerDots.Vnni>(gp, ap, aStride, nCols, blocks, y, yStride),
                     "Q4_Kx8 tile (AVX-VNNI)", fewestRows: 8);
         }
     }

@@ -80,7 +80,7 @@ public unsafe class Q6KBatchKernelTests
                     expected[c, r] = Q6KBatchDot.DotScalar(pw + r * wStride, pa + c * aStride, blocks);
             nint wp = (nint)pw, ap = (nint)pa;
             // The AVX2 integer steps everywhere; the AVX-VNNI ones where the CPU has them.
-            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, py, ys) => Q6KBatchDot.Tile<Q6KBatchDot.NoVnni>((byte*)wp, wStride, nRows, (byte*)ap, aStride, nCols, blocks, py, ys), $"AVX2, blocks {blocks}");
+            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, py, ys) => Q6KBatchDot.Tile<IntegerDots.NoVnni>((byte*)wp, wStride, nRows, (byte*)ap, aStride, nCols, blocks, py, ys), $"AVX2, blocks {blocks}");
             if (CpuFeatures.VnniTiles)
                 TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, py, ys) => Q6KBatchDot.Tile((byte*)wp, wStride, nRows, (byte*)ap, aStride, nCols, blocks, py, ys), $"AVX-VNNI, blocks {blocks}");
         }

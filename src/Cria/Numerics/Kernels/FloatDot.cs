@@ -94,59 +94,57 @@ public static unsafe class FloatDot
     // ================================================================ F16 · F32 (vec_dot order)
 
     /// <summary>F16 weights · float activations like ggml_vec_dot_f16 (after the activations were rounded to F16).</summary>
-    public static float F16(ushort* w, float* y, int n)
-    {
-        if (CpuFeatures.Avx2Fma)
-        {
-            float r = F16Avx2(w, y, n, out bool special);
-            if (!special) return r;
-        }
-        return F16Scalar(w, y, n); // also the exact path for rows holding infinities or NaNs
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float F16Avx2(ushort* w, float* y, int n, out bool special)
-    {
-        int np = n & ~31;
-        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
-        Vector256<ushort> mag = default;
-        for (int i = 0; i < np; i += 32)
-        {
-            Fp16Format.TrackMagnitudes(ref mag, w + i);
-            Fp16Format.TrackMagnitudes(ref mag, w + i + 16);
-            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i), Avx.LoadVector256(y + i), s0);
-            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 8), Avx.LoadVector256(y + i + 8), s1);
-            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 16), Avx.LoadVector256(y + i + 16), s2);
-            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Normalised(w + i + 24), Avx.LoadVector256(y + i + 24), s3);
-        }
-        special = Fp16Format.SawSpecialHalf(mag);
-        double sum = ReduceFour(s0, s1, s2, s3);
-        for (int i = np; i < n; i++) sum += Fp16Format.ToSingle(w[i]) * y[i];
-        return (float)sum;
-    }
+    public static float F16(ushort* w, float* y, int n) => F16Dot<ExactHalves>(w, y, n);
 
     /// <summary>
     /// <see cref="F16(ushort*, float*, int)"/> with the activations already multiplied by
     /// <see cref="Fp16Format.RebiasScale"/> (<paramref name="yRebiased"/> = y · 2^112, exact for F16-rounded y): the
     /// same bits, but the weights' bits are only moved into float position (<see cref="Fp16Format.ToSingle8Rebiased"/>)
     /// instead of converted subnormal-safely. Faster where fused multiply-adds take subnormal operands at full speed
-    /// (<see cref="RebiasedF16Dots"/>); rows holding infinities or NaNs take the scalar path, as in <see cref="F16(ushort*, float*, int)"/>.
+    /// (<see cref="RebiasedF16Dots"/>).
     /// </summary>
-    public static float F16Rebiased(ushort* w, float* yRebiased, int n)
-    {
-        if (CpuFeatures.Avx2Fma)
-        {
-            float r = F16RebiasedAvx2(w, yRebiased, n, out bool special);
-            if (!special) return r;
-        }
-        return F16Scalar(w, yRebiased, n, Fp16Format.RebiasScaleInverse);
-    }
+    public static float F16Rebiased(ushort* w, float* yRebiased, int n) => F16Dot<RebiasedHalves>(w, yRebiased, n);
 
     /// <summary>True where <see cref="F16Rebiased"/> is the faster one-row F16 dot: AVX2 and FMA on AMD (see <see cref="CpuFeatures.Amd"/>).</summary>
     internal static bool RebiasedF16Dots => CpuFeatures.Avx2Fma && CpuFeatures.Amd;
 
+    /// <summary>How a one-row F16 dot turns its weights into floats, and what the activations it takes are scaled by.</summary>
+    private interface IHalfWeights
+    {
+        /// <summary>Eight halves as the dot multiplies them.</summary>
+        static abstract Vector256<float> Eight(ushort* p);
+
+        /// <summary>The factor (a power of two) that turns the given activations back into y.</summary>
+        static abstract float ActivationScale { get; }
+    }
+
+    /// <summary>Exact values, subnormal halves included (<see cref="Fp16Format.ToSingle8Normalised"/>); activations as they are.</summary>
+    private struct ExactHalves : IHalfWeights
+    {
+        public static Vector256<float> Eight(ushort* p) => Fp16Format.ToSingle8Normalised(p);
+        public static float ActivationScale => 1f;
+    }
+
+    /// <summary>Values × 2^-112, bits moved only (<see cref="Fp16Format.ToSingle8Rebiased"/>); activations × 2^112.</summary>
+    private struct RebiasedHalves : IHalfWeights
+    {
+        public static Vector256<float> Eight(ushort* p) => Fp16Format.ToSingle8Rebiased(p);
+        public static float ActivationScale => Fp16Format.RebiasScaleInverse;
+    }
+
+    /// <summary>The one-row F16 dot in ggml's order; rows holding infinities or NaNs take the exact scalar path.</summary>
+    private static float F16Dot<TH>(ushort* w, float* y, int n) where TH : struct, IHalfWeights
+    {
+        if (CpuFeatures.Avx2Fma)
+        {
+            float r = F16Avx2<TH>(w, y, n, out bool special);
+            if (!special) return r;
+        }
+        return F16Scalar(w, y, n, TH.ActivationScale);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float F16RebiasedAvx2(ushort* w, float* y, int n, out bool special)
+    private static float F16Avx2<TH>(ushort* w, float* y, int n, out bool special) where TH : struct, IHalfWeights
     {
         int np = n & ~31;
         Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
@@ -155,14 +153,14 @@ public static unsafe class FloatDot
         {
             Fp16Format.TrackMagnitudes(ref mag, w + i);
             Fp16Format.TrackMagnitudes(ref mag, w + i + 16);
-            s0 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i), Avx.LoadVector256(y + i), s0);
-            s1 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i + 8), Avx.LoadVector256(y + i + 8), s1);
-            s2 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i + 16), Avx.LoadVector256(y + i + 16), s2);
-            s3 = Fma.MultiplyAdd(Fp16Format.ToSingle8Rebiased(w + i + 24), Avx.LoadVector256(y + i + 24), s3);
+            s0 = Fma.MultiplyAdd(TH.Eight(w + i), Avx.LoadVector256(y + i), s0);
+            s1 = Fma.MultiplyAdd(TH.Eight(w + i + 8), Avx.LoadVector256(y + i + 8), s1);
+            s2 = Fma.MultiplyAdd(TH.Eight(w + i + 16), Avx.LoadVector256(y + i + 16), s2);
+            s3 = Fma.MultiplyAdd(TH.Eight(w + i + 24), Avx.LoadVector256(y + i + 24), s3);
         }
         special = Fp16Format.SawSpecialHalf(mag);
         double sum = ReduceFour(s0, s1, s2, s3);
-        for (int i = np; i < n; i++) sum += Fp16Format.ToSingle(w[i]) * (y[i] * Fp16Format.RebiasScaleInverse);
+        for (int i = np; i < n; i++) sum += Fp16Format.ToSingle(w[i]) * (y[i] * TH.ActivationScale);
         return (float)sum;
     }
 

@@ -828,7 +828,7 @@ public sealed unsafe class MatMul : IDisposable
                         byte* ab = Activations + b * aStride;
                         int nc = Math.Min(width, b1 - b);
                         if (t == GgmlType.Q8_0) Q8BatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
-                        else if (t == GgmlType.Q6_K && !vnni) Q6KBatchDot.Tile<Q6KBatchDot.NoVnni>(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
+                        else if (t == GgmlType.Q6_K && !vnni) Q6KBatchDot.Tile<IntegerDots.NoVnni>(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
                         else if (t == GgmlType.Q6_K) Q6KBatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
                         else Q4KBatchDot.Tile(w + r * wStride, wStride, nr, ab, aStride, nc, blocks, y + b * rows + r, rows);
                     }

@@ -80,7 +80,7 @@ public static unsafe class Q4KBatchDot
     {
         if ((uint)nRows - 1 > TileRows - 1 || (uint)nCols - 1 > TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
         RowTranspose.RowPointers(w, wStride, nRows, out byte* w0, out byte* w1, out byte* w2, out byte* w3, out byte* w4, out byte* w5, out byte* w6, out byte* w7);
-        Tile<RowsLayout, Vnni>(w0, w1, w2, w3, w4, w5, w6, w7, nRows, a, aStride, nCols, blocks, y, yStride);
+        Tile<RowsLayout, IntegerDots.Vnni>(w0, w1, w2, w3, w4, w5, w6, w7, nRows, a, aStride, nCols, blocks, y, yStride);
     }
 
     /// <summary>Where a tile's eight rows come from: the file's rows (transposed in registers) or a repacked group (<see cref="Q4_Kx8Format"/>).</summary>
@@ -133,7 +133,7 @@ public static unsafe class Q4KBatchDot
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile<TW, TD>(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, int nRows,
-        byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) where TW : struct, IWeightRows where TD : struct, IIntegerDots
+        byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) where TW : struct, IWeightRows where TD : struct, IntegerDots.ISteps
     {
 
         // Per activation row: the float accumulators (acc, accMin) and this super-block's integer sum S.
@@ -205,69 +205,6 @@ public static unsafe class Q4KBatchDot
         {
             RowTranspose.StoreLanes(Avx.Subtract(acc[2 * c], acc[2 * c + 1]), y + c * yStride, nRows);
         }
-    }
-
-    /// <summary>The tile's integer steps, with AVX-VNNI (<see cref="Vnni"/>) or without (<see cref="NoVnni"/>): the same integers either way.</summary>
-    internal interface IIntegerDots
-    {
-        /// <summary>
-        /// One 32-element sub-block for eight weight rows, as two 16-element half sums per lane packed into two shorts
-        /// (low: elements 0..15, high: 16..31), ready for <see cref="Shorts"/> with the scale in both shorts. A half sum
-        /// is at most 16 · 15 · 128 = 30720 in magnitude, so it fits a short exactly; scale · low + scale · high is the
-        /// sub-block's scaled sum, the same integer as scale · (whole sum).
-        /// </summary>
-        static abstract Vector256<short> SubBlockHalves(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
-            Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, byte* x);
-
-        /// <summary>sum + (per dword) the two products of the shorts of <paramref name="a"/> and <paramref name="b"/> (vpdpwssd).</summary>
-        static abstract Vector256<int> Shorts(Vector256<int> sum, Vector256<short> a, Vector256<short> b);
-    }
-
-    /// <summary>AVX-VNNI: two chains of four vpdpbusd against broadcast activation dwords; vpdpwssd.</summary>
-    internal struct Vnni : IIntegerDots
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<short> SubBlockHalves(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
-            Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, byte* x)
-        {
-            Vector256<int> s0 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g0, Vector256.Create(*(int*)x).AsSByte());
-            Vector256<int> s1 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g4, Vector256.Create(*(int*)(x + 16)).AsSByte());
-            s0 = AvxVnni.MultiplyWideningAndAdd(s0, g1, Vector256.Create(*(int*)(x + 4)).AsSByte());
-            s1 = AvxVnni.MultiplyWideningAndAdd(s1, g5, Vector256.Create(*(int*)(x + 20)).AsSByte());
-            s0 = AvxVnni.MultiplyWideningAndAdd(s0, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
-            s1 = AvxVnni.MultiplyWideningAndAdd(s1, g6, Vector256.Create(*(int*)(x + 24)).AsSByte());
-            s0 = AvxVnni.MultiplyWideningAndAdd(s0, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
-            s1 = AvxVnni.MultiplyWideningAndAdd(s1, g7, Vector256.Create(*(int*)(x + 28)).AsSByte());
-            return Avx2.Blend(s0.AsInt16(), Avx2.ShiftLeftLogical(s1, 16).AsInt16(), 0xAA);
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Shorts(Vector256<int> sum, Vector256<short> a, Vector256<short> b) => AvxVnni.MultiplyWideningAndAdd(sum, a, b);
-    }
-
-    /// <summary>
-    /// AVX2: vpmaddubsw per four codes, the four pair sums of a half added as shorts (each at most 2 · 15 · 128 = 3840
-    /// in magnitude, four of them 15360: no saturation), one vpmaddwd by ones per half; vpmaddwd and an add.
-    /// </summary>
-    internal struct NoVnni : IIntegerDots
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<short> SubBlockHalves(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
-            Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, byte* x)
-        {
-            Vector256<short> p0 = Avx2.Add(
-                Avx2.Add(Avx2.MultiplyAddAdjacent(g0, Vector256.Create(*(int*)x).AsSByte()), Avx2.MultiplyAddAdjacent(g1, Vector256.Create(*(int*)(x + 4)).AsSByte())),
-                Avx2.Add(Avx2.MultiplyAddAdjacent(g2, Vector256.Create(*(int*)(x + 8)).AsSByte()), Avx2.MultiplyAddAdjacent(g3, Vector256.Create(*(int*)(x + 12)).AsSByte())));
-            Vector256<short> p1 = Avx2.Add(
-                Avx2.Add(Avx2.MultiplyAddAdjacent(g4, Vector256.Create(*(int*)(x + 16)).AsSByte()), Avx2.MultiplyAddAdjacent(g5, Vector256.Create(*(int*)(x + 20)).AsSByte())),
-                Avx2.Add(Avx2.MultiplyAddAdjacent(g6, Vector256.Create(*(int*)(x + 24)).AsSByte()), Avx2.MultiplyAddAdjacent(g7, Vector256.Create(*(int*)(x + 28)).AsSByte())));
-            Vector256<short> ones = Vector256.Create((short)1);
-            Vector256<int> s0 = Avx2.MultiplyAddAdjacent(p0, ones), s1 = Avx2.MultiplyAddAdjacent(p1, ones);
-            return Avx2.Blend(s0.AsInt16(), Avx2.ShiftLeftLogical(s1, 16).AsInt16(), 0xAA);
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Shorts(Vector256<int> sum, Vector256<short> a, Vector256<short> b) => Avx2.Add(sum, Avx2.MultiplyAddAdjacent(a, b));
     }
 
     /// <summary>vpshufb mask putting byte <paramref name="k"/> of every dword into both of its shorts (zero-extended).</summary>

@@ -61,13 +61,13 @@ public static unsafe class Q4Kx8Dot
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
     {
-        if (AvxVnni.IsSupported) Tile<Q4KBatchDot.Vnni>(g, a, aStride, nCols, blocks, y, yStride);
-        else Tile<Q4KBatchDot.NoVnni>(g, a, aStride, nCols, blocks, y, yStride);
+        if (AvxVnni.IsSupported) Tile<IntegerDots.Vnni>(g, a, aStride, nCols, blocks, y, yStride);
+        else Tile<IntegerDots.NoVnni>(g, a, aStride, nCols, blocks, y, yStride);
     }
 
     /// <summary><see cref="Tile"/> with the integer steps chosen by <typeparamref name="TD"/> (tests run both).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Tile<TD>(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) where TD : struct, Q4KBatchDot.IIntegerDots
+    internal static void Tile<TD>(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) where TD : struct, IntegerDots.ISteps
     {
         if ((uint)nCols - 1 > Q4KBatchDot.TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
         Q4KBatchDot.Tile<GroupLayout, TD>(g, g, g, g, g, g, g, g, Q4_Kx8Format.GroupRows, a, aStride, nCols, blocks, y, yStride);

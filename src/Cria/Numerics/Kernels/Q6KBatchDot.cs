@@ -59,15 +59,15 @@ public static unsafe class Q6KBatchDot
     /// (c &lt; <paramref name="nCols"/> ≤ <see cref="TileColumns"/>): results to y[c·yStride + i]. Requires <see cref="CpuFeatures.VnniTiles"/>.
     /// </summary>
     internal static void Tile(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) =>
-        Tile<Vnni>(w, wStride, nRows, a, aStride, nCols, blocks, y, yStride);
+        Tile<IntegerDots.Vnni>(w, wStride, nRows, a, aStride, nCols, blocks, y, yStride);
 
     /// <summary>
-    /// <see cref="Tile"/> with the integer steps of <typeparamref name="TD"/>: <see cref="Vnni"/> (needs
-    /// <see cref="CpuFeatures.VnniTiles"/>) or <see cref="NoVnni"/> (AVX2); the same integers, so the same bits.
+    /// <see cref="Tile"/> with the integer steps of <typeparamref name="TD"/>: <see cref="IntegerDots.Vnni"/> (needs
+    /// <see cref="CpuFeatures.VnniTiles"/>) or <see cref="IntegerDots.NoVnni"/> (AVX2); the same integers, so the same bits.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile<TD>(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
-        where TD : struct, IIntegerDots
+        where TD : struct, IntegerDots.ISteps
     {
         if ((uint)nRows - 1 > TileRows - 1 || (uint)nCols - 1 > TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
         float* half = Fp16Format.Table;
@@ -174,55 +174,6 @@ public static unsafe class Q6KBatchDot
     {
         Vector256<byte> moved = second ? Avx2.ShiftRightLogical(h.AsUInt16(), 2).AsByte() : h.AsByte();
         return Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(p.AsUInt16(), 4).AsByte(), nibble), Avx2.And(moved, high));
-    }
-
-    /// <summary>The tile's integer steps, with AVX-VNNI (<see cref="Vnni"/>) or without (<see cref="NoVnni"/>): the same integers either way.</summary>
-    internal interface IIntegerDots
-    {
-        /// <summary>
-        /// Σ over one 16-element sub-block for eight rows: lane r gets Σ_j Σ_{b&lt;4} g_j[4r+b] · x[4j+b] (j &lt; 4), the
-        /// unsigned 6-bit codes of row r times the signed activations.
-        /// </summary>
-        static abstract Vector256<int> Quarter(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3, byte* x);
-
-        /// <summary>sum + (per dword) the two products of the shorts of <paramref name="a"/> and <paramref name="b"/> (vpdpwssd).</summary>
-        static abstract Vector256<int> Shorts(Vector256<int> sum, Vector256<short> a, Vector256<short> b);
-    }
-
-    /// <summary>AVX-VNNI: one chain of four vpdpbusd against broadcast activation dwords; vpdpwssd.</summary>
-    internal struct Vnni : IIntegerDots
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Quarter(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3, byte* x)
-        {
-            // One chain: the columns and quarters around it give the multiply-adds enough independent work.
-            Vector256<int> s = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, g0, Vector256.Create(*(int*)x).AsSByte());
-            s = AvxVnni.MultiplyWideningAndAdd(s, g1, Vector256.Create(*(int*)(x + 4)).AsSByte());
-            s = AvxVnni.MultiplyWideningAndAdd(s, g2, Vector256.Create(*(int*)(x + 8)).AsSByte());
-            return AvxVnni.MultiplyWideningAndAdd(s, g3, Vector256.Create(*(int*)(x + 12)).AsSByte());
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Shorts(Vector256<int> sum, Vector256<short> a, Vector256<short> b) => AvxVnni.MultiplyWideningAndAdd(sum, a, b);
-    }
-
-    /// <summary>
-    /// AVX2: vpmaddubsw per four codes (a pair sum is at most 2 · 63 · 128 = 16128 in magnitude, two of them added as
-    /// shorts 32256: no saturation), then vpmaddwd by ones; vpmaddwd and an add.
-    /// </summary>
-    internal struct NoVnni : IIntegerDots
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Quarter(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3, byte* x)
-        {
-            Vector256<short> p0 = Avx2.Add(Avx2.MultiplyAddAdjacent(g0, Vector256.Create(*(int*)x).AsSByte()), Avx2.MultiplyAddAdjacent(g1, Vector256.Create(*(int*)(x + 4)).AsSByte()));
-            Vector256<short> p1 = Avx2.Add(Avx2.MultiplyAddAdjacent(g2, Vector256.Create(*(int*)(x + 8)).AsSByte()), Avx2.MultiplyAddAdjacent(g3, Vector256.Create(*(int*)(x + 12)).AsSByte()));
-            Vector256<short> ones = Vector256.Create((short)1);
-            return Avx2.Add(Avx2.MultiplyAddAdjacent(p0, ones), Avx2.MultiplyAddAdjacent(p1, ones));
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Shorts(Vector256<int> sum, Vector256<short> a, Vector256<short> b) => Avx2.Add(sum, Avx2.MultiplyAddAdjacent(a, b));
     }
 
     /// <summary>Byte k (0..3) of every dword of <paramref name="v"/> (scale 4m + k of every row, from sc_m), sign-extended to an int per lane: moved to the top byte by a shuffle and shifted down arithmetically.</summary>
