@@ -113,4 +113,51 @@ public unsafe class Q4Kx8KernelTests
                     "Q4_Kx8 tile (AVX-VNNI)", fewestRows: 8);
         }
     }
+    /// <summary>
+    /// Decode's one-column kernel gives, for each activation row on its own, the bits of <see cref="Q4KBatchDot.DotScalar"/> on the
+    /// plain rows — the same as the tile, so a prompt and a decode step agree.
+    /// </summary>
+    [SkippableTheory]
+    [MemberData(nameof(BlockCounts))]
+    public void Group_EqualsBatchOrderOnThePlainRows(int blocks)
+    {
+        Skip.IfNot(CpuFeatures.Avx2Fma, "the Q4_K group kernel needs AVX2 and FMA, which this CPU lacks");
+        var rng = new Random(8900 + blocks);
+        const int C = 6;
+        int aBytes = blocks * Q8_KFormat.BlockBytes;
+        byte[] plain = RandomRows(rng, blocks);
+        byte[] a = Q4KBatchKernelTests.RandomQ8KRows(rng, C, blocks);
+        var g = new byte[blocks * Q4_Kx8Format.BlockBytes];
+        var y = new float[8];
+        fixed (byte* pp = plain)
+        fixed (byte* pg = g)
+        fixed (byte* pa = a)
+        fixed (float* py = y)
+        {
+            Assert.True(Q4_Kx8Format.Repack(pp, blocks * WB, pg, blocks));
+            byte* gp = pg;
+            float* yp = py;
+            for (int c = 0; c < C; c++)
+            {
+                byte* x = pa + c * aBytes;
+                var kernels = new List<(string Name, Action Run)>
+                {
+                    ("dispatch", () => Q4Kx8Dot.Group(gp, x, blocks, yp)),
+                    ("AVX2", () => Q4Kx8Dot.Group<IntegerDots.NoVnni>(gp, x, blocks, yp)),
+                };
+                if (AvxVnni.IsSupported) kernels.Add(("AVX-VNNI", () => Q4Kx8Dot.Group<IntegerDots.Vnni>(gp, x, blocks, yp)));
+                foreach (var (name, run) in kernels)
+                {
+                    Array.Fill(y, float.NaN);
+                    run();
+                    for (int r = 0; r < 8; r++)
+                    {
+                        float expected = Q4KBatchDot.DotScalar(pp + r * blocks * WB, x, blocks);
+                        Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(y[r]),
+                            $"{name}: row {r}, activation row {c}: {y[r]:R} instead of {expected:R}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -750,7 +750,7 @@ public sealed unsafe class MatMul : IDisposable
             }
         }
 
-        /// <summary>Q4_K weights repacked into eight-row groups (Q4Kx8Dot): one tile per group and up to 16 activation rows.</summary>
+        /// <summary>Q4_K weights repacked into eight-row groups (Q4Kx8Dot): decode one group at a time, batches in 8 × 16 tiles (the same bits).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Q4KGroups(int r0, int r1)
         {
@@ -758,6 +758,12 @@ public sealed unsafe class MatMul : IDisposable
             nint groupBytes = (nint)Weights.RowBytes * Q4_Kx8Format.GroupRows, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
             byte* w = Weights.Data;
             float* y = Output;
+            if (Batch == 1)
+            {
+                for (int r = r0; r < r1; r += Q4_Kx8Format.GroupRows)
+                    Q4Kx8Dot.Group(w + r / Q4_Kx8Format.GroupRows * groupBytes, Activations, blocks, y + r);
+                return;
+            }
             int width = Q4KBatchDot.TileColumns;
             for (int b0 = 0; b0 < Batch; b0 += BatchTile)
             {

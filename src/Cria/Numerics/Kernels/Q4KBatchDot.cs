@@ -209,7 +209,7 @@ public static unsafe class Q4KBatchDot
 
     /// <summary>vpshufb mask putting byte <paramref name="k"/> of every dword into both of its shorts (zero-extended).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> ByteMask(int k)
+    internal static Vector256<byte> ByteMask(int k)
     {
         uint m = 0x80008000u | (uint)k | ((uint)k << 16);
         uint s4 = 0x00040004u;
@@ -218,7 +218,7 @@ public static unsafe class Q4KBatchDot
 
     /// <summary>vpshufb mask taking bytes k and k+1 of every dword as two zero-extended shorts.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> PairMask(int k)
+    internal static Vector256<byte> PairMask(int k)
     {
         uint m = 0x80008000u | (uint)k | ((uint)(k + 1) << 16);
         uint s = 0x00040004u;

@@ -73,6 +73,78 @@ public static unsafe class Q4Kx8Dot
         Q4KBatchDot.Tile<GroupLayout, TD>(g, g, g, g, g, g, g, g, Q4_Kx8Format.GroupRows, a, aStride, nCols, blocks, y, yStride);
     }
 
+    /// <summary>
+    /// Decode: the group at <paramref name="g"/> · the one activation row at <paramref name="a"/>, results to y[0..7];
+    /// the same bits as <see cref="Tile"/> with one column. AVX2 + FMA; AVX-VNNI when the CPU has it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Group(byte* g, byte* a, int blocks, float* y)
+    {
+        if (AvxVnni.IsSupported) Group<IntegerDots.Vnni>(g, a, blocks, y);
+        else Group<IntegerDots.NoVnni>(g, a, blocks, y);
+    }
+
+    /// <summary>
+    /// <see cref="Group"/> with the integer steps of <typeparamref name="TD"/> (tests run both). <see cref="Tile"/> with one column,
+    /// its accumulators in registers and the four 64-element groups of a super-block unrolled into two integer chains
+    /// (the super-block's integer sum is the same, so are the float steps).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Group<TD>(byte* g, byte* a, int blocks, float* y) where TD : struct, IntegerDots.ISteps
+    {
+        Vector256<float> acc = Vector256<float>.Zero, accMin = Vector256<float>.Zero;
+        Vector256<int> m3f = Vector256.Create(0x3F3F3F3F), m0f = Vector256.Create(0x0F0F0F0F), m03 = Vector256.Create(0x03030303);
+        Vector256<byte> nibble = Vector256.Create((byte)0x0F);
+        Vector256<byte> scale0 = Q4KBatchDot.ByteMask(0), scale1 = Q4KBatchDot.ByteMask(1), scale2 = Q4KBatchDot.ByteMask(2), scale3 = Q4KBatchDot.ByteMask(3);
+        Vector256<byte> pair0 = Q4KBatchDot.PairMask(0), pair2 = Q4KBatchDot.PairMask(2);
+        for (int i = 0; i < blocks; i++, g += Q4_Kx8Format.BlockBytes, a += Q8_KFormat.BlockBytes)
+        {
+            GroupLayout.Header(g, g, g, g, g, g, g, g, 0, out Vector256<int> u0, out Vector256<int> u1, out Vector256<int> u2, out Vector256<float> dw, out Vector256<float> dmw);
+            Vector256<int> scLow = Avx2.And(u0, m3f);
+            Vector256<int> scHigh = Avx2.Or(Avx2.And(u2, m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u0, 6), m03), 4));
+            Vector256<int> mnLow = Avx2.And(u1, m3f);
+            Vector256<int> mnHigh = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(u2, 4), m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u1, 6), m03), 4));
+
+            byte* x = a + 4;
+            Vector256<int> s0 = Quants<TD>(Vector256<int>.Zero, g, 0, x, scLow.AsByte(), scale0, scale1, nibble);
+            Vector256<int> s1 = Quants<TD>(Vector256<int>.Zero, g, 1, x + 64, scLow.AsByte(), scale2, scale3, nibble);
+            s0 = Quants<TD>(s0, g, 2, x + 128, scHigh.AsByte(), scale0, scale1, nibble);
+            s1 = Quants<TD>(s1, g, 3, x + 192, scHigh.AsByte(), scale2, scale3, nibble);
+
+            Vector128<int> ss = Ssse3.HorizontalAdd(Sse2.LoadVector128((short*)(a + 260)), Sse2.LoadVector128((short*)(a + 276))).AsInt32();
+            Vector256<int> mins = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(mnLow.AsByte(), pair0).AsInt16(), Avx2.BroadcastScalarToVector256(ss).AsInt16());
+            mins = TD.Shorts(mins, Avx2.Shuffle(mnLow.AsByte(), pair2).AsInt16(), Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 4)).AsInt16());
+            mins = TD.Shorts(mins, Avx2.Shuffle(mnHigh.AsByte(), pair0).AsInt16(), Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 8)).AsInt16());
+            mins = TD.Shorts(mins, Avx2.Shuffle(mnHigh.AsByte(), pair2).AsInt16(), Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 12)).AsInt16());
+            Vector256<float> da = Vector256.Create(*(float*)a);
+            acc = Fma.MultiplyAdd(Avx.Multiply(dw, da), Avx.ConvertToVector256Single(Avx2.Add(s0, s1)), acc);
+            accMin = Fma.MultiplyAdd(Avx.Multiply(dmw, da), Avx.ConvertToVector256Single(mins), accMin);
+        }
+        Avx.Store(y, Avx.Subtract(acc, accMin));
+    }
+
+    /// <summary>
+    /// <paramref name="s"/> + the scaled sums of 64-element group <paramref name="q"/> (sub-blocks 2q and 2q+1) of the eight rows
+    /// against the activations at <paramref name="x"/>; the scales are bytes of <paramref name="sc"/> picked by the two masks.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Quants<TD>(Vector256<int> s, byte* g, int q, byte* x, Vector256<byte> sc, Vector256<byte> maskA, Vector256<byte> maskB,
+        Vector256<byte> nibble) where TD : struct, IntegerDots.ISteps
+    {
+        GroupLayout.Quants(g, g, g, g, g, g, g, g, 0, q, out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3,
+            out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
+        Vector256<short> lows = TD.SubBlockHalves(Avx2.And(p0.AsByte(), nibble), Avx2.And(p1.AsByte(), nibble), Avx2.And(p2.AsByte(), nibble),
+            Avx2.And(p3.AsByte(), nibble), Avx2.And(p4.AsByte(), nibble), Avx2.And(p5.AsByte(), nibble), Avx2.And(p6.AsByte(), nibble),
+            Avx2.And(p7.AsByte(), nibble), x);
+        s = TD.Shorts(s, lows, Avx2.Shuffle(sc, maskA).AsInt16());
+        Vector256<short> highs = TD.SubBlockHalves(High(p0, nibble), High(p1, nibble), High(p2, nibble), High(p3, nibble),
+            High(p4, nibble), High(p5, nibble), High(p6, nibble), High(p7, nibble), x + 32);
+        return TD.Shorts(s, highs, Avx2.Shuffle(sc, maskB).AsInt16());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> High(Vector256<int> p, Vector256<byte> nibble) => Avx2.And(Avx2.ShiftRightLogical(p.AsUInt16(), 4).AsByte(), nibble);
+
     /// <summary>Scalar twin for the tests: each row of the group unpacked and multiplied in <see cref="Q4KBatchDot.DotScalar"/>'s order.</summary>
     internal static void GroupScalar(byte* g, byte* a, int blocks, float* y)
     {
