@@ -171,10 +171,10 @@ public static unsafe class KQuantDot
         Vector256<byte> ql0 = Avx.LoadVector256(w + 64 * h), ql1 = Avx.LoadVector256(w + 64 * h + 32);
         Vector256<byte> qh = Avx.LoadVector256(w + 128 + 32 * h);
         Vector256<int> sum = Vector256<int>.Zero;
-        sum = Q6Lanes(sum, Q6Codes(ql0, ql1, ref qh, 0), c32, Avx.LoadVector256(q8 + 128 * h), Q6Scales(sc, 4 * h));
-        sum = Q6Lanes(sum, Q6Codes(ql0, ql1, ref qh, 1), c32, Avx.LoadVector256(q8 + 128 * h + 32), Q6Scales(sc, 4 * h + 1));
-        sum = Q6Lanes(sum, Q6Codes(ql0, ql1, ref qh, 2), c32, Avx.LoadVector256(q8 + 128 * h + 64), Q6Scales(sc, 4 * h + 2));
-        return Q6Lanes(sum, Q6Codes(ql0, ql1, ref qh, 3), c32, Avx.LoadVector256(q8 + 128 * h + 96), Q6Scales(sc, 4 * h + 3));
+        sum = Q6Lanes(sum, Q6CodesOf(ql0, ql1, qh, 0), c32, Avx.LoadVector256(q8 + 128 * h), Q6Scales(sc, 4 * h));
+        sum = Q6Lanes(sum, Q6CodesOf(ql0, ql1, qh, 1), c32, Avx.LoadVector256(q8 + 128 * h + 32), Q6Scales(sc, 4 * h + 1));
+        sum = Q6Lanes(sum, Q6CodesOf(ql0, ql1, qh, 2), c32, Avx.LoadVector256(q8 + 128 * h + 64), Q6Scales(sc, 4 * h + 2));
+        return Q6Lanes(sum, Q6CodesOf(ql0, ql1, qh, 3), c32, Avx.LoadVector256(q8 + 128 * h + 96), Q6Scales(sc, 4 * h + 3));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -349,6 +349,27 @@ public static unsafe class KQuantDot
         Vector256<byte> low = t < 2 ? Avx2.And(lowSrc, m4) : Avx2.And(Avx2.ShiftRightLogical(lowSrc.AsUInt16(), 4).AsByte(), m4);
         Vector256<byte> high = Avx2.ShiftLeftLogical(Avx2.And(qh, Vector256.Create((byte)3)).AsUInt16(), 4).AsByte();
         qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 2).AsByte(); // next two high bits into bits 0-1
+        return Avx2.Or(low, high);
+    }
+
+    /// <summary>
+    /// <see cref="Q6Codes"/> for a constant <paramref name="t"/>: the two high bits are masked where they lie and moved
+    /// to bits 4-5 in one shift (none for t = 2) instead of shifting <paramref name="qh"/> on after every chunk. Masking
+    /// before the 16-bit shift keeps bits from crossing into the neighbouring byte. The same codes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Q6CodesOf(Vector256<byte> ql0, Vector256<byte> ql1, Vector256<byte> qh, int t)
+    {
+        Vector256<byte> m4 = Vector256.Create((byte)0x0F);
+        Vector256<byte> lowSrc = (t & 1) == 0 ? ql0 : ql1;
+        Vector256<byte> low = t < 2 ? Avx2.And(lowSrc, m4) : Avx2.And(Avx2.ShiftRightLogical(lowSrc.AsUInt16(), 4).AsByte(), m4);
+        Vector256<byte> high = t switch
+        {
+            0 => Avx2.ShiftLeftLogical(Avx2.And(qh, Vector256.Create((byte)0x03)).AsUInt16(), 4).AsByte(),
+            1 => Avx2.ShiftLeftLogical(Avx2.And(qh, Vector256.Create((byte)0x0C)).AsUInt16(), 2).AsByte(),
+            2 => Avx2.And(qh, Vector256.Create((byte)0x30)),
+            _ => Avx2.ShiftRightLogical(Avx2.And(qh, Vector256.Create((byte)0xC0)).AsUInt16(), 2).AsByte(),
+        };
         return Avx2.Or(low, high);
     }
 
