@@ -69,6 +69,9 @@ public unsafe class DotKernels
     private const int Rows = 64;
     private KernelData _f16, _q8, _q4, _q4k, _q6k;
     private float* _f16Rebiased; // _f16's activations × 2^112, what F16Rows2 takes
+    private byte* _q8x8, _q4x8, _q4kx8; // the same rows repacked into eight-row groups, as the loader does
+    private int* _q4Bias;
+    private float* _y;
 
     [Params(4096)]
     public int Cols;
@@ -83,12 +86,30 @@ public unsafe class DotKernels
         _q4 = new KernelData(GgmlType.Q4_0, Rows, Cols);
         _q4k = new KernelData(GgmlType.Q4_K, Rows, Cols);
         _q6k = new KernelData(GgmlType.Q6_K, Rows, Cols);
+        _q8x8 = Repacked(_q8, (src, stride, dst, blocks) => Q8_0x8Format.Repack(src, stride, dst, blocks), Cols / 32);
+        _q4x8 = Repacked(_q4, (src, stride, dst, blocks) => Q4_0x8Format.Repack(src, stride, dst, blocks), Cols / 32);
+        _q4kx8 = Repacked(_q4k, (src, stride, dst, blocks) => Q4_Kx8Format.Repack(src, stride, dst, blocks), Cols / 256);
+        _q4Bias = (int*)NativeMemory.AlignedAlloc((nuint)(Cols / 32 * sizeof(int)), 64);
+        Q4BatchDot.ActivationBias(_q4.Activations, Cols / 32, _q4Bias);
+        _y = (float*)NativeMemory.AlignedAlloc(Rows * sizeof(float), 64);
+    }
+
+    private delegate bool GroupRepack(byte* src, nint rowStride, byte* dst, int blocks);
+
+    private static byte* Repacked(KernelData d, GroupRepack repack, int blocks)
+    {
+        byte* dst = (byte*)NativeMemory.AlignedAlloc((nuint)(d.RowBytes * d.Rows), 64);
+        for (int r = 0; r < d.Rows; r += 8)
+            if (!repack(d.Weights + r * d.RowBytes, (nint)d.RowBytes, dst + r * d.RowBytes, blocks)) throw new InvalidOperationException("non-finite scale");
+        return dst;
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
         NativeMemory.AlignedFree(_f16Rebiased);
+        NativeMemory.AlignedFree(_q8x8); NativeMemory.AlignedFree(_q4x8); NativeMemory.AlignedFree(_q4kx8);
+        NativeMemory.AlignedFree(_q4Bias); NativeMemory.AlignedFree(_y);
         _f16.Dispose(); _q8.Dispose(); _q4.Dispose(); _q4k.Dispose(); _q6k.Dispose();
     }
 
@@ -136,6 +157,61 @@ public unsafe class DotKernels
         float s = 0;
         for (int r = 0; r < Rows; r++) s += KQuantDot.Q4_KQ8_K(_q4k.Weights + r * _q4k.RowBytes, _q4k.Activations, Cols / 256);
         return s;
+    }
+
+    /// <summary>Decode over Q8_0 rows repacked into eight-row groups (ns per row).</summary>
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float Q8_0x8()
+    {
+        for (int r = 0; r < Rows; r += 8) Q8x8Dot.GroupAvx2(_q8x8 + r * _q8.RowBytes, _q8.Activations, Cols / 32, _y + r);
+        return _y[0];
+    }
+
+    /// <summary>Decode over Q4_0 rows repacked into eight-row groups (ns per row).</summary>
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float Q4_0x8()
+    {
+        for (int r = 0; r < Rows; r += 8) Q4x8Dot.GroupAvx2(_q4x8 + r * _q4.RowBytes, _q4.Activations, _q4Bias, Cols / 32, _y + r);
+        return _y[0];
+    }
+
+    /// <summary>Decode over Q4_K rows repacked into eight-row groups: the batched tile with one activation row (ns per row).</summary>
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float Q4_Kx8()
+    {
+        for (int r = 0; r < Rows; r += 8) Q4Kx8Dot.Tile(_q4kx8 + r * _q4k.RowBytes, _q4k.Activations, 0, 1, Cols / 256, _y + r, 1);
+        return _y[0];
+    }
+
+    /// <summary>Decode over Q4_K rows repacked into eight-row groups: the one-column kernel (ns per row).</summary>
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float Q4_Kx8Group()
+    {
+        for (int r = 0; r < Rows; r += 8) Q4Kx8Dot.Group(_q4kx8 + r * _q4k.RowBytes, _q4k.Activations, Cols / 256, _y + r);
+        return _y[0];
+    }
+
+    /// <summary>Q4_K rows through the eight-row batched tile with one activation row, transposing in registers (ns per row).</summary>
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float Q4_KTile()
+    {
+        for (int r = 0; r < Rows; r += 8)
+        {
+            byte* w = _q4k.Weights + r * _q4k.RowBytes;
+            nint s = (nint)_q4k.RowBytes;
+            Q4KBatchDot.Tile<Q4KBatchDot.RowsLayout, IntegerDots.NoVnni>(w, w + s, w + 2 * s, w + 3 * s, w + 4 * s, w + 5 * s, w + 6 * s, w + 7 * s, 8,
+                _q4k.Activations, 0, 1, Cols / 256, _y + r, 1);
+        }
+        return _y[0];
+    }
+
+    /// <summary>Q6_K rows through the eight-row batched tile with one activation row (ns per row).</summary>
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float Q6_KTile()
+    {
+        for (int r = 0; r < Rows; r += 8)
+            Q6KBatchDot.Tile<IntegerDots.NoVnni>(_q6k.Weights + r * _q6k.RowBytes, (nint)_q6k.RowBytes, 8, _q6k.Activations, 0, 1, Cols / 256, _y + r, 1);
+        return _y[0];
     }
 
     [Benchmark(OperationsPerInvoke = Rows)]
