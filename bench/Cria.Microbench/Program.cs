@@ -69,7 +69,7 @@ public unsafe class DotKernels
     private const int Rows = 64;
     private KernelData _f16, _q8, _q4, _q4k, _q6k;
     private float* _f16Rebiased; // _f16's activations × 2^112, what F16Rows2 takes
-    private byte* _q8x8, _q4x8, _q4kx8; // the same rows repacked into eight-row groups, as the loader does
+    private byte* _q8x8, _q4x8, _q4kx8, _q6kx8; // the same rows repacked into eight-row groups, as the loader does
     private int* _q4Bias;
     private float* _y;
 
@@ -89,6 +89,7 @@ public unsafe class DotKernels
         _q8x8 = Repacked(_q8, (src, stride, dst, blocks) => Q8_0x8Format.Repack(src, stride, dst, blocks), Cols / 32);
         _q4x8 = Repacked(_q4, (src, stride, dst, blocks) => Q4_0x8Format.Repack(src, stride, dst, blocks), Cols / 32);
         _q4kx8 = Repacked(_q4k, (src, stride, dst, blocks) => Q4_Kx8Format.Repack(src, stride, dst, blocks), Cols / 256);
+        _q6kx8 = Repacked(_q6k, (src, stride, dst, blocks) => Q6_Kx8Format.Repack(src, stride, dst, blocks), Cols / 256);
         _q4Bias = (int*)NativeMemory.AlignedAlloc((nuint)(Cols / 32 * sizeof(int)), 64);
         Q4BatchDot.ActivationBias(_q4.Activations, Cols / 32, _q4Bias);
         _y = (float*)NativeMemory.AlignedAlloc(Rows * sizeof(float), 64);
@@ -108,7 +109,7 @@ public unsafe class DotKernels
     public void Cleanup()
     {
         NativeMemory.AlignedFree(_f16Rebiased);
-        NativeMemory.AlignedFree(_q8x8); NativeMemory.AlignedFree(_q4x8); NativeMemory.AlignedFree(_q4kx8);
+        NativeMemory.AlignedFree(_q8x8); NativeMemory.AlignedFree(_q4x8); NativeMemory.AlignedFree(_q4kx8); NativeMemory.AlignedFree(_q6kx8);
         NativeMemory.AlignedFree(_q4Bias); NativeMemory.AlignedFree(_y);
         _f16.Dispose(); _q8.Dispose(); _q4.Dispose(); _q4k.Dispose(); _q6k.Dispose();
     }
@@ -211,6 +212,14 @@ public unsafe class DotKernels
     {
         for (int r = 0; r < Rows; r += 8)
             Q6KBatchDot.Tile<IntegerDots.NoVnni>(_q6k.Weights + r * _q6k.RowBytes, (nint)_q6k.RowBytes, 8, _q6k.Activations, 0, 1, Cols / 256, _y + r, 1);
+        return _y[0];
+    }
+
+    /// <summary>Decode over Q6_K rows repacked into eight-row groups: the one-column kernel (ns per row).</summary>
+    [Benchmark(OperationsPerInvoke = Rows)]
+    public float Q6_Kx8Group()
+    {
+        for (int r = 0; r < Rows; r += 8) Q6Kx8Dot.Group(_q6kx8 + r * _q6k.RowBytes, _q6k.Activations, Cols / 256, _y + r);
         return _y[0];
     }
 

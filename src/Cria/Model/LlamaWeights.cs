@@ -21,9 +21,9 @@ public sealed class LlamaBlockWeights
 
 /// <summary>
 /// All tensors of a Llama model, looked up by llama.cpp's tensor names. Matrices point into the
-/// memory-mapped file, except Q4_0, Q8_0 and Q4_K matrices when repacking is asked for: those are copied at load
-/// into eight-row groups (<see cref="Q4_0x8Format"/>, <see cref="Q8_0x8Format"/>, <see cref="Q4_Kx8Format"/>; Q4_K on CPUs with
-/// AVX2 and FMA), read past the mapping so the process keeps one
+/// memory-mapped file, except Q4_0, Q8_0, Q4_K and Q6_K matrices when repacking is asked for: those are copied at load
+/// into eight-row groups (<see cref="Q4_0x8Format"/>, <see cref="Q8_0x8Format"/>, <see cref="Q4_Kx8Format"/>,
+/// <see cref="Q6_Kx8Format"/>; Q4_K and Q6_K on CPUs with AVX2 and FMA), read past the mapping so the process keeps one
 /// copy), which the decode and prompt kernels read faster than plain rows. The token embedding is
 /// not repacked (it is read a row at a time); an output projection tied to it gets its own repacked copy.
 /// The small norm vectors are read into arrays. Dispose frees the repacked copies.

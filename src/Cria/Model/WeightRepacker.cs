@@ -8,8 +8,8 @@ using Microsoft.Win32.SafeHandles;
 namespace Cria.Model;
 
 /// <summary>
-/// Copies Q4_0, Q4_K and Q8_0 matrices out of a model file into eight-row groups (<see cref="Q4_0x8Format"/>,
-/// <see cref="Q4_Kx8Format"/>, <see cref="Q8_0x8Format"/>) at
+/// Copies Q4_0, Q4_K, Q6_K and Q8_0 matrices out of a model file into eight-row groups (<see cref="Q4_0x8Format"/>,
+/// <see cref="Q4_Kx8Format"/>, <see cref="Q6_Kx8Format"/>, <see cref="Q8_0x8Format"/>) at
 /// load, and owns the copies. The file's bytes are read with positional reads, not through the
 /// mapping, so the mapped pages of a repacked tensor are never touched: the process holds one copy
 /// of those weights (the repacked one), and the page cache, not the process, holds the file.
@@ -36,11 +36,11 @@ internal sealed unsafe class WeightRepacker : IDisposable
     public long RepackedBytes { get; private set; }
 
     /// <summary>
-    /// True when <paramref name="m"/> can be repacked: Q4_0, Q8_0, or Q4_K on CPUs with AVX2 and FMA (its kernel has no
-    /// portable path), with a row count that is a multiple of 8.
+    /// True when <paramref name="m"/> can be repacked: Q4_0, Q8_0, or Q4_K and Q6_K on CPUs with AVX2 and FMA (their kernels
+    /// have no portable path), with a row count that is a multiple of 8.
     /// </summary>
     public static bool CanRepack(in WeightMatrix m) =>
-        (m.Type is GgmlType.Q4_0 or GgmlType.Q8_0 || m.Type == GgmlType.Q4_K && CpuFeatures.Avx2Fma)
+        (m.Type is GgmlType.Q4_0 or GgmlType.Q8_0 || m.Type is GgmlType.Q4_K or GgmlType.Q6_K && CpuFeatures.Avx2Fma)
         && m.Layout == WeightLayout.Rows && m.Rows > 0 && m.Rows % 8 == 0 && m.Cols > 0;
 
     /// <summary>The repacked copy of tensor <paramref name="tensor"/> (whose plain matrix is <paramref name="m"/>), or <paramref name="m"/> itself when it cannot be repacked.</summary>
@@ -86,7 +86,10 @@ internal sealed unsafe class WeightRepacker : IDisposable
             return m;
         }
         RepackedBytes += total;
-        var layout = type switch { GgmlType.Q4_0 => WeightLayout.Q4_0x8, GgmlType.Q4_K => WeightLayout.Q4_Kx8, _ => WeightLayout.Q8_0x8 };
+        var layout = type switch
+        {
+            GgmlType.Q4_0 => WeightLayout.Q4_0x8, GgmlType.Q4_K => WeightLayout.Q4_Kx8, GgmlType.Q6_K => WeightLayout.Q6_Kx8, _ => WeightLayout.Q8_0x8,
+        };
         return new WeightMatrix(type, dst, m.Rows, m.Cols, layout);
     }
 
@@ -94,6 +97,7 @@ internal sealed unsafe class WeightRepacker : IDisposable
     {
         GgmlType.Q4_0 => Q4_0x8Format.Repack(src, rowBytes, dst, blocks),
         GgmlType.Q4_K => Q4_Kx8Format.Repack(src, rowBytes, dst, blocks),
+        GgmlType.Q6_K => Q6_Kx8Format.Repack(src, rowBytes, dst, blocks),
         _ => Q8_0x8Format.Repack(src, rowBytes, dst, blocks),
     };
 

@@ -8,7 +8,7 @@ using Xunit;
 namespace Cria.Tests.Model;
 
 /// <summary>
-/// Loading with repacking (the default; Q4_0, Q8_0 and Q4_K): which matrices are repacked, and that the model computes
+/// Loading with repacking (the default; Q4_0, Q8_0, Q4_K and Q6_K): which matrices are repacked, and that the model computes
 /// what the unrepacked one does. Decode differs only in the float rounding of the accumulation (one int32 per block, the
 /// batched order, instead of ggml's eight lanes), so logits agree closely and greedy tokens exactly.
 /// </summary>
@@ -26,14 +26,14 @@ public sealed class RepackedWeightsTests : IDisposable
     public void Dispose() => File.Delete(_path);
 
     /// <summary>
-    /// Bytes of the matrices the loader should repack (Q4_0, Q8_0, and Q4_K on CPUs with AVX2 and FMA): block matrices and
+    /// Bytes of the matrices the loader should repack (Q4_0, Q8_0, and Q4_K and Q6_K on CPUs with AVX2 and FMA): block matrices and
     /// the output (a tied one as its own copy), rows a multiple of 8.
     /// </summary>
     private static long RepackableBytes(GgufFile file)
     {
         bool tied = !file.TryGetTensor("output.weight", out _);
         return file.Tensors.Where(t => (t.Name.StartsWith("blk.", StringComparison.Ordinal) || t.Name == "output.weight" || tied && t.Name == "token_embd.weight")
-                                       && (t.Type is GgmlType.Q4_0 or GgmlType.Q8_0 || t.Type == GgmlType.Q4_K && CpuFeatures.Avx2Fma)
+                                       && (t.Type is GgmlType.Q4_0 or GgmlType.Q8_0 || t.Type is GgmlType.Q4_K or GgmlType.Q6_K && CpuFeatures.Avx2Fma)
                                        && t.Dimensions.Length == 2 && t.Dimensions[1] % 8 == 0)
                            .Sum(t => (long)t.ByteSize);
     }
@@ -111,11 +111,11 @@ public sealed class RepackedWeightsTests : IDisposable
     }
 
     /// <summary>
-    /// A Q4_K_M file (Q4_K with some Q6_K): on CPUs with AVX2 and FMA its Q4_K matrices are repacked (Q6_K never is)
-    /// and it computes what the unrepacked file does; without them nothing is repacked.
+    /// A Q4_K_M file (Q4_K with some Q6_K): on CPUs with AVX2 and FMA its Q4_K and Q6_K matrices are repacked and it
+    /// computes what the unrepacked file does; without them nothing is repacked.
     /// </summary>
     [Fact]
-    public void Q4_K_M_Model_RepacksItsQ4_KMatrices_AndComputesTheSame()
+    public void Q4_K_M_Model_RepacksItsQ4_KAndQ6_KMatrices_AndComputesTheSame()
     {
         string f32 = Path.Combine(Path.GetTempPath(), $"cria-repack-{Guid.NewGuid():N}.gguf");
         string q4km = Path.Combine(Path.GetTempPath(), $"cria-repack-{Guid.NewGuid():N}.gguf");
@@ -131,7 +131,9 @@ public sealed class RepackedWeightsTests : IDisposable
                 var gate = model.Weights.Blocks[0].Gate;
                 Assert.Equal(GgmlType.Q4_K, gate.Type);
                 Assert.Equal(CpuFeatures.Avx2Fma ? WeightLayout.Q4_Kx8 : WeightLayout.Rows, gate.Layout);
-                Assert.All(model.Weights.Blocks, b => Assert.True(b.Value.Type != GgmlType.Q6_K || b.Value.Layout == WeightLayout.Rows));
+                Assert.Contains(model.Weights.Blocks, b => b.Value.Type == GgmlType.Q6_K); // Q4_K_M keeps some V projections in Q6_K
+                Assert.All(model.Weights.Blocks, b => Assert.True(b.Value.Type != GgmlType.Q6_K
+                    || b.Value.Layout == (CpuFeatures.Avx2Fma ? WeightLayout.Q6_Kx8 : WeightLayout.Rows)));
                 Assert.Equal(RepackableBytes(model.File), model.Weights.RepackedBytes);
             }
             // Without AVX-VNNI the plain rows' Q4_K batches keep ggml's lane order, the repacked ones one int32 per super-block.

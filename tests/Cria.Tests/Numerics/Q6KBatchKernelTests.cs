@@ -22,7 +22,7 @@ public unsafe class Q6KBatchKernelTests
 
     public static TheoryData<int> BlockCounts => new() { 1, 2, 3, 8, 22 };
 
-    private static byte[] RandomQ6KRows(Random rng, int rows, int blocks)
+    internal static byte[] RandomQ6KRows(Random rng, int rows, int blocks)
     {
         var w = new byte[rows * blocks * WB];
         rng.NextBytes(w);

@@ -16,6 +16,8 @@ public enum WeightLayout
     Q4_Kx8,
     /// <summary>Q8_0 rows repacked into groups of eight (<see cref="Q8_0x8Format"/>), groups back to back.</summary>
     Q8_0x8,
+    /// <summary>Q6_K rows repacked into groups of eight (<see cref="Q6_Kx8Format"/>), groups back to back; CPUs with AVX2 and FMA only.</summary>
+    Q6_Kx8,
 }
 
 /// <summary>
@@ -23,7 +25,7 @@ public enum WeightLayout
 /// ne1 = <see cref="Rows"/>: <see cref="Rows"/> rows (output features), each holding
 /// <see cref="Cols"/> elements encoded in <see cref="Type"/>'s blocks, rows back to back
 /// <see cref="RowBytes"/> apart — or, for the repacked layouts (<see cref="WeightLayout.Q4_0x8"/>, <see cref="WeightLayout.Q4_Kx8"/>,
-/// <see cref="WeightLayout.Q8_0x8"/>), groups of eight rows
+/// <see cref="WeightLayout.Q8_0x8"/>, <see cref="WeightLayout.Q6_Kx8"/>), groups of eight rows
 /// 8·<see cref="RowBytes"/> apart. The memory is not owned (a mapped model file or a repacked copy).
 /// </summary>
 public readonly unsafe struct WeightMatrix
@@ -45,11 +47,12 @@ public readonly unsafe struct WeightMatrix
                 WeightLayout.Q4_0x8 => GgmlType.Q4_0,
                 WeightLayout.Q4_Kx8 => GgmlType.Q4_K,
                 WeightLayout.Q8_0x8 => GgmlType.Q8_0,
+                WeightLayout.Q6_Kx8 => GgmlType.Q6_K,
                 _ => throw new ArgumentOutOfRangeException(nameof(layout)),
             };
             if (type != holds || rows % 8 != 0)
                 throw new ArgumentException($"the {layout} layout holds {GgmlTypeInfo.Name(holds)} matrices whose row count is a multiple of 8, not {GgmlTypeInfo.Name(type)} × {rows} rows", nameof(layout));
-            if (layout == WeightLayout.Q4_Kx8 && !CpuFeatures.Avx2Fma)
+            if (layout is WeightLayout.Q4_Kx8 or WeightLayout.Q6_Kx8 && !CpuFeatures.Avx2Fma)
                 throw new NotSupportedException($"the {layout} layout needs a CPU with AVX2 and FMA");
         }
         Type = type;
@@ -93,8 +96,9 @@ public readonly unsafe struct WeightMatrix
 /// vec_dot per output (<see cref="LegacyDot"/>); llamafile has no kernel for these on x86.</item>
 /// <item>Q2_K / Q3_K / Q4_K / Q5_K / Q6_K weights: activations quantized to Q8_K (<see cref="Q8_KFormat"/>), then
 /// ggml's vec_dot per output (<see cref="KQuantDot"/>) — except Q4_K with two or more activation rows on
-/// CPUs with AVX-VNNI (or repacked), and Q6_K with two or more on every AVX2+FMA CPU, which sum each super-block to one int32 per output
-/// (<see cref="Q4KBatchDot"/>, <see cref="Q6KBatchDot"/>, the order of llama.cpp's repacked kernels).</item>
+/// CPUs with AVX-VNNI, Q6_K with two or more on every AVX2+FMA CPU, and Q4_K and Q6_K repacked at load (any number of rows), which
+/// sum each super-block to one int32 per output (<see cref="Q4KBatchDot"/>, <see cref="Q6KBatchDot"/>, <see cref="Q4Kx8Dot"/>,
+/// <see cref="Q6Kx8Dot"/>; the order of llama.cpp's repacked kernels).</item>
 /// <item>IQ4_NL weights: Q8_0 activations. ggml's AVX2 vec_dot (used for one activation row) keeps two
 /// accumulators over alternating blocks, llamafile's tinyBLAS (two or more rows) one; both orders
 /// are reproduced by batch size (<see cref="IQ4Dot"/>).</item>
@@ -352,6 +356,13 @@ public sealed unsafe class MatMul : IDisposable
                     row % Q4_Kx8Format.GroupRows, d, w.Cols / Q4_KFormat.BlockSize);
             return;
         }
+        if (w.Layout == WeightLayout.Q6_Kx8)
+        {
+            fixed (float* d = dst)
+                Q6_Kx8Format.DequantizeRow(w.Data + row / Q6_Kx8Format.GroupRows * w.RowBytes * Q6_Kx8Format.GroupRows,
+                    row % Q6_Kx8Format.GroupRows, d, w.Cols / Q6_KFormat.BlockSize);
+            return;
+        }
         if (w.Layout == WeightLayout.Q8_0x8)
         {
             fixed (float* d = dst)
@@ -597,9 +608,10 @@ public sealed unsafe class MatMul : IDisposable
                         break;
                     case GgmlType.Q4_K:
                     case GgmlType.Q6_K:
-                        // Repacked Q4_K: one int32 per super-block and output (Q4Kx8Dot). Rows layout, one activation row:
+                        // Repacked: one int32 per super-block and output (Q4Kx8Dot, Q6Kx8Dot). Rows layout, one activation row:
                         // ggml's vec_dot; several: one int32 per super-block and output (Q4KBatchDot, Q6KBatchDot).
                         if (Weights.Layout == WeightLayout.Q4_Kx8) Q4KGroups(r0, r1);
+                        else if (Weights.Layout == WeightLayout.Q6_Kx8) Q6KGroups(r0, r1);
                         else if (BatchTiles(Weights.Type, Batch)) Tiles8x16(r0, r1);
                         else RowDots(r0, r1);
                         break;
@@ -771,6 +783,31 @@ public sealed unsafe class MatMul : IDisposable
                 for (int r = r0; r < r1; r += Q4_Kx8Format.GroupRows)
                     for (int b = b0; b < b1; b += width)
                         Q4Kx8Dot.Tile(w + r / Q4_Kx8Format.GroupRows * groupBytes, Activations + b * aStride, aStride,
+                            Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
+            }
+        }
+
+        /// <summary>Q6_K weights repacked into eight-row groups (Q6Kx8Dot): decode one group at a time, batches in 8 × 16 tiles (the same bits).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Q6KGroups(int r0, int r1)
+        {
+            int blocks = Weights.Cols / Q6_KFormat.BlockSize;
+            nint groupBytes = (nint)Weights.RowBytes * Q6_Kx8Format.GroupRows, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
+            byte* w = Weights.Data;
+            float* y = Output;
+            if (Batch == 1)
+            {
+                for (int r = r0; r < r1; r += Q6_Kx8Format.GroupRows)
+                    Q6Kx8Dot.Group(w + r / Q6_Kx8Format.GroupRows * groupBytes, Activations, blocks, y + r);
+                return;
+            }
+            int width = Q6KBatchDot.TileColumns;
+            for (int b0 = 0; b0 < Batch; b0 += BatchTile)
+            {
+                int b1 = Math.Min(Batch, b0 + BatchTile);
+                for (int r = r0; r < r1; r += Q6_Kx8Format.GroupRows)
+                    for (int b = b0; b < b1; b += width)
+                        Q6Kx8Dot.Tile(w + r / Q6_Kx8Format.GroupRows * groupBytes, Activations + b * aStride, aStride,
                             Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
             }
         }

@@ -7,8 +7,8 @@ namespace Cria.Numerics.Kernels;
 
 /// <summary>
 /// Q6_K weights · Q8_K activations for several activation rows at once (prompt processing and
-/// batched decode, on AVX2+FMA CPUs, with AVX-VNNI where there is one); one activation row keeps ggml's vec_dot
-/// (<see cref="KQuantDot.Q6_KQ8_K"/>).
+/// batched decode, on AVX2+FMA CPUs, with AVX-VNNI where there is one), reading plain rows or, through <see cref="IWeightRows"/>,
+/// groups repacked at load (<see cref="Q6Kx8Dot"/>); one activation row on plain rows keeps ggml's vec_dot (<see cref="KQuantDot.Q6_KQ8_K"/>).
 /// <para>
 /// Order of the arithmetic, per output and super-block: S = Σ_k scale_k · Σ_{i in sub-block k} (c_i − 32)·a_i
 /// (sixteen sub-blocks of sixteen elements, c the unsigned 6-bit code) is formed exactly as an int32,
@@ -70,9 +70,81 @@ public static unsafe class Q6KBatchDot
         where TD : struct, IntegerDots.ISteps
     {
         if ((uint)nRows - 1 > TileRows - 1 || (uint)nCols - 1 > TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
-        float* half = Fp16Format.Table;
         RowTranspose.RowPointers(w, wStride, nRows, out byte* w0, out byte* w1, out byte* w2, out byte* w3, out byte* w4, out byte* w5, out byte* w6, out byte* w7);
+        Tile<RowsLayout, TD>(w0, w1, w2, w3, w4, w5, w6, w7, nRows, a, aStride, nCols, blocks, y, yStride);
+    }
 
+    /// <summary>Where a tile's eight rows come from: the file's rows (transposed in registers) or a repacked group (<see cref="Q6_Kx8Format"/>).</summary>
+    internal interface IWeightRows
+    {
+        /// <summary>Bytes from one super-block column to the next.</summary>
+        static abstract nint BlockStride { get; }
+
+        /// <summary>The rows' scale dwords 0..3 (lane r: row r) of the super-block column at offset <paramref name="o"/>.</summary>
+        static abstract void Scales(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o,
+            out Vector256<int> sc0, out Vector256<int> sc1, out Vector256<int> sc2, out Vector256<int> sc3);
+
+        /// <summary>The rows' high-bit dwords 0..7 of half <paramref name="h"/>.</summary>
+        static abstract void Highs(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o, int h,
+            out Vector256<int> h0, out Vector256<int> h1, out Vector256<int> h2, out Vector256<int> h3,
+            out Vector256<int> h4, out Vector256<int> h5, out Vector256<int> h6, out Vector256<int> h7);
+
+        /// <summary>The rows' low-nibble dwords 0..7 of bytes 64h + 32·part .. +31.</summary>
+        static abstract void Lows(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o, int h, int part,
+            out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3,
+            out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
+
+        /// <summary>The rows' d as floats (lane r: row r).</summary>
+        static abstract Vector256<float> D(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o);
+    }
+
+    /// <summary>Eight plain rows, transposed in registers (<see cref="RowTranspose.Eight(byte*, byte*, byte*, byte*, byte*, byte*, byte*, byte*, nint, out Vector256{int}, out Vector256{int}, out Vector256{int}, out Vector256{int})"/>).</summary>
+    internal struct RowsLayout : IWeightRows
+    {
+        public static nint BlockStride => WBytes;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Scales(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o,
+            out Vector256<int> sc0, out Vector256<int> sc1, out Vector256<int> sc2, out Vector256<int> sc3) =>
+            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o + 192, out sc0, out sc1, out sc2, out sc3);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Highs(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o, int h,
+            out Vector256<int> h0, out Vector256<int> h1, out Vector256<int> h2, out Vector256<int> h3,
+            out Vector256<int> h4, out Vector256<int> h5, out Vector256<int> h6, out Vector256<int> h7)
+        {
+            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o + 128 + 32 * h, out h0, out h1, out h2, out h3);
+            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o + 128 + 32 * h + 16, out h4, out h5, out h6, out h7);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Lows(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o, int h, int part,
+            out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3,
+            out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7)
+        {
+            nint q = o + 64 * h + 32 * part;
+            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q, out p0, out p1, out p2, out p3);
+            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q + 16, out p4, out p5, out p6, out p7);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> D(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o)
+        {
+            float* half = Fp16Format.Table;
+            return Vector256.Create(half[*(ushort*)(w0 + o + 208)], half[*(ushort*)(w1 + o + 208)], half[*(ushort*)(w2 + o + 208)], half[*(ushort*)(w3 + o + 208)],
+                                    half[*(ushort*)(w4 + o + 208)], half[*(ushort*)(w5 + o + 208)], half[*(ushort*)(w6 + o + 208)], half[*(ushort*)(w7 + o + 208)]);
+        }
+    }
+
+    /// <summary>
+    /// The tile over eight weight rows given by <typeparamref name="TW"/> (row pointers <paramref name="w0"/>..<paramref name="w7"/>;
+    /// a repacked group passes its address eight times) and up to <see cref="TileColumns"/> activation rows; the results of the
+    /// first <paramref name="nRows"/> rows are stored.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Tile<TW, TD>(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, int nRows,
+        byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) where TW : struct, IWeightRows where TD : struct, IntegerDots.ISteps
+    {
         Vector256<float>* acc = stackalloc Vector256<float>[TileColumns];
         Vector256<int>* sums = stackalloc Vector256<int>[TileColumns];
         Vector256<int>* scales = stackalloc Vector256<int>[16]; // scale k of every row, per super-block
@@ -80,9 +152,9 @@ public static unsafe class Q6KBatchDot
         Vector256<byte> nibble = Vector256.Create((byte)0x0F), high = Vector256.Create((byte)0x30);
         for (int i = 0; i < blocks; i++)
         {
-            nint o = (nint)i * WBytes;
+            nint o = (nint)i * TW.BlockStride;
             // The sixteen 8-bit scales of each row: dword m of row r (scales 4m..4m+3) to lane r of sc_m.
-            RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o + 192, out Vector256<int> sc0, out Vector256<int> sc1, out Vector256<int> sc2, out Vector256<int> sc3);
+            TW.Scales(w0, w1, w2, w3, w4, w5, w6, w7, o, out Vector256<int> sc0, out Vector256<int> sc1, out Vector256<int> sc2, out Vector256<int> sc3);
             // Unrolled so every shuffle mask is a constant (built inside the loops below, the JIT
             // assembled each one from scalars).
             scales[0] = Scale(sc0, 0); scales[1] = Scale(sc0, 1); scales[2] = Scale(sc0, 2); scales[3] = Scale(sc0, 3);
@@ -111,15 +183,14 @@ public static unsafe class Q6KBatchDot
             for (int h = 0; h < 2; h++)
             {
                 // High bits of the half: byte l of qh holds bits 4-5 of elements l, l+32, l+64, l+96 (two bits each).
-                RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o + 128 + 32 * h, out Vector256<int> h0, out Vector256<int> h1, out Vector256<int> h2, out Vector256<int> h3);
-                RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, o + 128 + 32 * h + 16, out Vector256<int> h4, out Vector256<int> h5, out Vector256<int> h6, out Vector256<int> h7);
+                TW.Highs(w0, w1, w2, w3, w4, w5, w6, w7, o, h, out Vector256<int> h0, out Vector256<int> h1, out Vector256<int> h2, out Vector256<int> h3,
+                    out Vector256<int> h4, out Vector256<int> h5, out Vector256<int> h6, out Vector256<int> h7);
                 for (int part = 0; part < 2; part++)
                 {
                     // part 0: ql bytes 0..31 of the half (chunks t = 0 low nibbles, t = 2 high nibbles);
                     // part 1: ql bytes 32..63 (t = 1 and t = 3). Chunk t takes high bits 2t, 2t+1.
-                    nint q = o + 64 * h + 32 * part;
-                    RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q, out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3);
-                    RowTranspose.Eight(w0, w1, w2, w3, w4, w5, w6, w7, q + 16, out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
+                    TW.Lows(w0, w1, w2, w3, w4, w5, w6, w7, o, h, part, out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3,
+                        out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
                     bool second = part == 1;
                     Vector256<byte> lo0 = Low(p0, h0, second, nibble, high), hi0 = High(p0, h0, second, nibble, high);
                     Vector256<byte> lo1 = Low(p1, h1, second, nibble, high), hi1 = High(p1, h1, second, nibble, high);
@@ -145,8 +216,7 @@ public static unsafe class Q6KBatchDot
                 }
             }
 
-            Vector256<float> dw = Vector256.Create(half[*(ushort*)(w0 + o + 208)], half[*(ushort*)(w1 + o + 208)], half[*(ushort*)(w2 + o + 208)], half[*(ushort*)(w3 + o + 208)],
-                                                   half[*(ushort*)(w4 + o + 208)], half[*(ushort*)(w5 + o + 208)], half[*(ushort*)(w6 + o + 208)], half[*(ushort*)(w7 + o + 208)]);
+            Vector256<float> dw = TW.D(w0, w1, w2, w3, w4, w5, w6, w7, o);
             ab = a + (nint)i * ABytes;
             for (int c = 0; c < nCols; c++, ab += aStride)
                 acc[c] = Fma.MultiplyAdd(Avx.Multiply(dw, Vector256.Create(*(float*)ab)), Avx.ConvertToVector256Single(sums[c]), acc[c]);
@@ -162,7 +232,7 @@ public static unsafe class Q6KBatchDot
     /// moved to bits 4-5 (a left shift by 4 − 2t; bits crossing into the next byte are masked off).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Low(Vector256<int> p, Vector256<int> h, bool second, Vector256<byte> nibble, Vector256<byte> high)
+    internal static Vector256<byte> Low(Vector256<int> p, Vector256<int> h, bool second, Vector256<byte> nibble, Vector256<byte> high)
     {
         Vector256<ushort> moved = second ? Avx2.ShiftLeftLogical(h.AsUInt16(), 2) : Avx2.ShiftLeftLogical(h.AsUInt16(), 4);
         return Avx2.Or(Avx2.And(p.AsByte(), nibble), Avx2.And(moved.AsByte(), high));
@@ -170,7 +240,7 @@ public static unsafe class Q6KBatchDot
 
     /// <summary>Codes of the high-nibble chunk t (2, or 3 when <paramref name="second"/>): (p &gt;&gt; 4 &amp; 15) | high bits 2t, 2t+1 moved to bits 4-5 (a right shift by 2t − 4).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> High(Vector256<int> p, Vector256<int> h, bool second, Vector256<byte> nibble, Vector256<byte> high)
+    internal static Vector256<byte> High(Vector256<int> p, Vector256<int> h, bool second, Vector256<byte> nibble, Vector256<byte> high)
     {
         Vector256<byte> moved = second ? Avx2.ShiftRightLogical(h.AsUInt16(), 2).AsByte() : h.AsByte();
         return Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(p.AsUInt16(), 4).AsByte(), nibble), Avx2.And(moved, high));
@@ -178,7 +248,7 @@ public static unsafe class Q6KBatchDot
 
     /// <summary>Byte k (0..3) of every dword of <paramref name="v"/> (scale 4m + k of every row, from sc_m), sign-extended to an int per lane: moved to the top byte by a shuffle and shifted down arithmetically.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Scale(Vector256<int> v, int k)
+    internal static Vector256<int> Scale(Vector256<int> v, int k)
     {
         uint m = 0x00808080u | ((uint)k << 24);
         uint s = 0x04000000u;
@@ -188,7 +258,7 @@ public static unsafe class Q6KBatchDot
 
     /// <summary>Bytes k and k+1 of every dword as two sign-extended shorts (the byte moved to each short's top, then an arithmetic shift).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> SignedPair(Vector256<int> v, int k)
+    internal static Vector256<short> SignedPair(Vector256<int> v, int k)
     {
         uint m = 0x00800080u | ((uint)k << 8) | ((uint)(k + 1) << 24);
         uint s = 0x04000400u;

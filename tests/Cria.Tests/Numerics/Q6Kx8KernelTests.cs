@@ -1,0 +1,167 @@
+using System.Runtime.Intrinsics.X86;
+using Cria.Numerics;
+using Cria.Numerics.Formats;
+using Cria.Numerics.Kernels;
+using Xunit;
+
+namespace Cria.Tests.Numerics;
+
+/// <summary>
+/// Q6_K repacked into eight-row groups (<see cref="Q6_Kx8Format"/>) and its kernels (<see cref="Q6Kx8Dot"/>), on random
+/// super-blocks whose d include subnormal halves: repacking is lossless; the tile (every number of activation rows, 1..16)
+/// and decode's one-column kernel give the bits of <see cref="Q6KBatchDot.DotScalar"/> on the plain rows (the order
+/// Q6KBatchKernelTests checks against the plain rows' tile).
+/// </summary>
+public unsafe class Q6Kx8KernelTests
+{
+    private const int WB = Q6_KFormat.BlockBytes;
+
+    public static TheoryData<int> BlockCounts => new() { 1, 2, 3, 8, 22 };
+
+    /// <summary>Eight random Q6_K rows, a quarter of their d replaced by subnormal halves.</summary>
+    private static byte[] RandomRows(Random rng, int blocks)
+    {
+        byte[] w = Q6KBatchKernelTests.RandomQ6KRows(rng, 8, blocks);
+        for (int b = 0; b < 8 * blocks; b++)
+            if (rng.Next(4) == 0)
+            {
+                ushort d = (ushort)(rng.Next(1, 0x400) | (rng.Next(2) << 15));
+                w[b * WB + 208] = (byte)d; w[b * WB + 209] = (byte)(d >> 8);
+            }
+        return w;
+    }
+
+    [Theory]
+    [MemberData(nameof(BlockCounts))]
+    public void Repack_IsLossless(int blocks)
+    {
+        var rng = new Random(9600 + blocks);
+        nint stride = blocks * WB + 7;
+        byte[] plain = RandomRows(rng, blocks);
+        byte[] strided = TileCheck.Strided(plain, 8, blocks * WB, stride);
+        var g = new byte[blocks * Q6_Kx8Format.BlockBytes];
+        var row = new byte[blocks * WB];
+        var expected = new float[blocks * 256];
+        var got = new float[blocks * 256];
+        fixed (byte* src = strided)
+        fixed (byte* pg = g)
+        fixed (byte* pr = row)
+        fixed (float* pgot = got)
+        {
+            Assert.True(Q6_Kx8Format.Repack(src, stride, pg, blocks));
+            for (int r = 0; r < 8; r++)
+            {
+                Q6_Kx8Format.UnpackRow(pg, r, pr, blocks);
+                Assert.Equal(plain.AsSpan(r * blocks * WB, blocks * WB).ToArray(), row);
+                Q6_KFormat.Dequantize(plain.AsSpan(r * blocks * WB, blocks * WB), expected);
+                Q6_Kx8Format.DequantizeRow(pg, r, pgot, blocks);
+                Assert.Equal(expected, got);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(0x7C00)] // +infinity
+    [InlineData(0xFE00)] // NaN
+    public void Repack_ReportsScalesTheKernelCannotConvert(int half)
+    {
+        var rng = new Random(9700);
+        byte[] plain = Q6KBatchKernelTests.RandomQ6KRows(rng, 8, 3);
+        int o = (6 * 3 + 2) * WB + 208; // row 6, super-block 2
+        plain[o] = (byte)half; plain[o + 1] = (byte)(half >> 8);
+        var g = new byte[3 * Q6_Kx8Format.BlockBytes];
+        fixed (byte* src = plain)
+        fixed (byte* dst = g)
+            Assert.False(Q6_Kx8Format.Repack(src, 3 * WB, dst, 3));
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(BlockCounts))]
+    public void TileAndGroup_EqualBatchOrderOnThePlainRows(int blocks)
+    {
+        Skip.IfNot(CpuFeatures.Avx2Fma, "the Q6_K group kernels need AVX2 and FMA, which this CPU lacks");
+        var rng = new Random(9800 + blocks);
+        Check(RandomRows(rng, blocks), TileCheck.Strided(Q4KBatchKernelTests.RandomQ8KRows(rng, Q6KBatchDot.TileColumns, blocks),
+            Q6KBatchDot.TileColumns, blocks * Q8_KFormat.BlockBytes, blocks * Q8_KFormat.BlockBytes + 5), blocks * Q8_KFormat.BlockBytes + 5, blocks);
+    }
+
+    /// <summary>Every code 63 against activations of −128 and +127 and the largest scales: the extremes of the short sums must not saturate.</summary>
+    [SkippableFact]
+    public void TileAndGroup_HoldTheLargestSums()
+    {
+        Skip.IfNot(CpuFeatures.Avx2Fma, "the Q6_K group kernels need AVX2 and FMA, which this CPU lacks");
+        const int blocks = 2;
+        var rng = new Random(9900);
+        byte[] w = Q6KBatchKernelTests.RandomQ6KRows(rng, 8, blocks);
+        for (int b = 0; b < 8 * blocks; b++)
+        {
+            w.AsSpan(b * WB, 192).Fill(0xFF); // code 63 everywhere
+            for (int k = 0; k < 16; k++) w[b * WB + 192 + k] = (byte)(b % 2 == 0 ? 127 : 0x80); // scale +127 or −128
+        }
+        int aBytes = blocks * Q8_KFormat.BlockBytes;
+        byte[] a = Q4KBatchKernelTests.RandomQ8KRows(rng, Q6KBatchDot.TileColumns, blocks);
+        for (int c = 0; c < Q6KBatchDot.TileColumns; c++)
+            for (int i = 0; i < blocks; i++)
+            {
+                int o = c * aBytes + i * Q8_KFormat.BlockBytes;
+                sbyte v = c % 2 == 0 ? (sbyte)-128 : (sbyte)127;
+                for (int j = 0; j < 256; j++) a[o + 4 + j] = (byte)v;
+                for (int k = 0; k < 16; k++) BitConverter.TryWriteBytes(a.AsSpan(o + 260 + 2 * k, 2), (short)(16 * v));
+            }
+        Check(w, a, aBytes, blocks);
+    }
+
+    private static void Check(byte[] plain, byte[] a, nint aStride, int blocks)
+    {
+        const int C = Q6KBatchDot.TileColumns;
+        var g = new byte[blocks * Q6_Kx8Format.BlockBytes];
+        var expected = new float[C, 8];
+        var twin = new float[8];
+        var y = new float[8];
+        fixed (byte* pp = plain)
+        fixed (byte* pg = g)
+        fixed (byte* pa = a)
+        fixed (float* pt = twin)
+        fixed (float* py = y)
+        {
+            Assert.True(Q6_Kx8Format.Repack(pp, blocks * WB, pg, blocks));
+            for (int c = 0; c < C; c++)
+            {
+                Q6Kx8Dot.GroupScalar(pg, pa + c * aStride, blocks, pt);
+                for (int r = 0; r < 8; r++)
+                {
+                    expected[c, r] = Q6KBatchDot.DotScalar(pp + r * blocks * WB, pa + c * aStride, blocks);
+                    Assert.Equal(BitConverter.SingleToInt32Bits(expected[c, r]), BitConverter.SingleToInt32Bits(twin[r]));
+                }
+            }
+            byte* gp = pg, ap = pa;
+            float* yp = py;
+            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, yt, yStride) => Q6Kx8Dot.Tile(gp, ap, aStride, nCols, blocks, yt, yStride),
+                "Q6_Kx8 tile (dispatch)", fewestRows: 8);
+            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, yt, yStride) => Q6Kx8Dot.Tile<IntegerDots.NoVnni>(gp, ap, aStride, nCols, blocks, yt, yStride),
+                "Q6_Kx8 tile (AVX2)", fewestRows: 8);
+            if (AvxVnni.IsSupported)
+                TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, yt, yStride) => Q6Kx8Dot.Tile<IntegerDots.Vnni>(gp, ap, aStride, nCols, blocks, yt, yStride),
+                    "Q6_Kx8 tile (AVX-VNNI)", fewestRows: 8);
+
+            for (int c = 0; c < C; c++)
+            {
+                byte* x = pa + c * aStride;
+                var kernels = new List<(string Name, Action Run)>
+                {
+                    ("dispatch", () => Q6Kx8Dot.Group(gp, x, blocks, yp)),
+                    ("AVX2", () => Q6Kx8Dot.Group<IntegerDots.NoVnni>(gp, x, blocks, yp)),
+                };
+                if (AvxVnni.IsSupported) kernels.Add(("AVX-VNNI", () => Q6Kx8Dot.Group<IntegerDots.Vnni>(gp, x, blocks, yp)));
+                foreach (var (name, run) in kernels)
+                {
+                    Array.Fill(y, float.NaN);
+                    run();
+                    for (int r = 0; r < 8; r++)
+                        Assert.True(BitConverter.SingleToInt32Bits(expected[c, r]) == BitConverter.SingleToInt32Bits(y[r]),
+                            $"group ({name}): row {r}, activation row {c}: {y[r]:R} instead of {expected[c, r]:R}");
+                }
+            }
+        }
+    }
+}
