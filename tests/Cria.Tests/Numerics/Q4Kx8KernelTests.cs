@@ -7,9 +7,9 @@ namespace Cria.Tests.Numerics;
 
 /// <summary>
 /// Q4_K repacked into eight-row groups (<see cref="Q4_Kx8Format"/>) and its tile (<see cref="Q4Kx8Dot"/>), on random
-/// super-blocks whose d and dmin include subnormal halves: repacking is lossless; the tile gives, for every number
-/// of activation rows (1..16), the bits of <see cref="Q4KBatchDot.DotScalar"/> on the plain rows (the order
-/// Q4KBatchKernelTests checks against an exact reference).
+/// super-blocks whose d and dmin include subnormal halves: repacking is lossless; the tile (for every number of activation
+/// rows, 1..16) and decode's one-column kernel give the bits of <see cref="Q4KBatchDot.DotScalar"/> on the plain rows (the
+/// order Q4KBatchKernelTests checks against an exact reference).
 /// </summary>
 public unsafe class Q4Kx8KernelTests
 {
@@ -33,32 +33,9 @@ public unsafe class Q4Kx8KernelTests
 
     [Theory]
     [MemberData(nameof(BlockCounts))]
-    public void Repack_IsLossless(int blocks)
-    {
-        var rng = new Random(8600 + blocks);
-        nint stride = blocks * WB + 9;
-        byte[] plain = RandomRows(rng, blocks);
-        byte[] strided = TileCheck.Strided(plain, 8, blocks * WB, stride);
-        var g = new byte[blocks * Q4_Kx8Format.BlockBytes];
-        var row = new byte[blocks * WB];
-        var expected = new float[blocks * 256];
-        var got = new float[blocks * 256];
-        fixed (byte* src = strided)
-        fixed (byte* pg = g)
-        fixed (byte* pr = row)
-        fixed (float* pgot = got)
-        {
-            Assert.True(Q4_Kx8Format.Repack(src, stride, pg, blocks));
-            for (int r = 0; r < 8; r++)
-            {
-                Q4_Kx8Format.UnpackRow(pg, r, pr, blocks);
-                Assert.Equal(plain.AsSpan(r * blocks * WB, blocks * WB).ToArray(), row);
-                Q4_KFormat.Dequantize(plain.AsSpan(r * blocks * WB, blocks * WB), expected);
-                Q4_Kx8Format.DequantizeRow(pg, r, pgot, blocks);
-                Assert.Equal(expected, got);
-            }
-        }
-    }
+    public void Repack_IsLossless(int blocks) =>
+        RepackCheck.IsLossless(RandomRows(new Random(8600 + blocks), blocks), blocks, WB, Q4_KFormat.BlockSize, Q4_Kx8Format.BlockBytes,
+            Q4_Kx8Format.Repack, Q4_Kx8Format.UnpackRow, Q4_KFormat.Dequantize, Q4_Kx8Format.DequantizeRow);
 
     [Theory]
     [InlineData(0, 0x7C00)] // d = +infinity
@@ -77,7 +54,7 @@ public unsafe class Q4Kx8KernelTests
 
     [SkippableTheory]
     [MemberData(nameof(BlockCounts))]
-    public void Tile_EqualsBatchOrderOnThePlainRows_ForEveryColumnCount(int blocks)
+    public void TileAndGroup_EqualBatchOrderOnThePlainRows_ForEveryColumnCount(int blocks)
     {
         Skip.IfNot(CpuFeatures.Avx2Fma, "the Q4_K tiles need AVX2 and FMA, which this CPU lacks");
         var rng = new Random(8800 + blocks);
@@ -111,53 +88,11 @@ public unsafe class Q4Kx8KernelTests
             if (AvxVnni.IsSupported)
                 TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile<IntegerDots.Vnni>(gp, ap, aStride, nCols, blocks, y, yStride),
                     "Q4_Kx8 tile (AVX-VNNI)", fewestRows: 8);
-        }
-    }
-    /// <summary>
-    /// Decode's one-column kernel gives, for each activation row on its own, the bits of <see cref="Q4KBatchDot.DotScalar"/> on the
-    /// plain rows — the same as the tile, so a prompt and a decode step agree.
-    /// </summary>
-    [SkippableTheory]
-    [MemberData(nameof(BlockCounts))]
-    public void Group_EqualsBatchOrderOnThePlainRows(int blocks)
-    {
-        Skip.IfNot(CpuFeatures.Avx2Fma, "the Q4_K group kernel needs AVX2 and FMA, which this CPU lacks");
-        var rng = new Random(8900 + blocks);
-        const int C = 6;
-        int aBytes = blocks * Q8_KFormat.BlockBytes;
-        byte[] plain = RandomRows(rng, blocks);
-        byte[] a = Q4KBatchKernelTests.RandomQ8KRows(rng, C, blocks);
-        var g = new byte[blocks * Q4_Kx8Format.BlockBytes];
-        var y = new float[8];
-        fixed (byte* pp = plain)
-        fixed (byte* pg = g)
-        fixed (byte* pa = a)
-        fixed (float* py = y)
-        {
-            Assert.True(Q4_Kx8Format.Repack(pp, blocks * WB, pg, blocks));
-            byte* gp = pg;
-            float* yp = py;
-            for (int c = 0; c < C; c++)
-            {
-                byte* x = pa + c * aBytes;
-                var kernels = new List<(string Name, Action Run)>
-                {
-                    ("dispatch", () => Q4Kx8Dot.Group(gp, x, blocks, yp)),
-                    ("AVX2", () => Q4Kx8Dot.Group<IntegerDots.NoVnni>(gp, x, blocks, yp)),
-                };
-                if (AvxVnni.IsSupported) kernels.Add(("AVX-VNNI", () => Q4Kx8Dot.Group<IntegerDots.Vnni>(gp, x, blocks, yp)));
-                foreach (var (name, run) in kernels)
-                {
-                    Array.Fill(y, float.NaN);
-                    run();
-                    for (int r = 0; r < 8; r++)
-                    {
-                        float expected = Q4KBatchDot.DotScalar(pp + r * blocks * WB, x, blocks);
-                        Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(y[r]),
-                            $"{name}: row {r}, activation row {c}: {y[r]:R} instead of {expected:R}");
-                    }
-                }
-            }
+            // Decode's one-column kernel: the tile's bits, so a prompt and a decode step agree.
+            TileCheck.EveryColumnEquals(expected, (c, y) => Q4Kx8Dot.Group(gp, ap + c * aStride, blocks, y), "Q4_Kx8 group (dispatch)");
+            TileCheck.EveryColumnEquals(expected, (c, y) => Q4Kx8Dot.Group<IntegerDots.NoVnni>(gp, ap + c * aStride, blocks, y), "Q4_Kx8 group (AVX2)");
+            if (AvxVnni.IsSupported)
+                TileCheck.EveryColumnEquals(expected, (c, y) => Q4Kx8Dot.Group<IntegerDots.Vnni>(gp, ap + c * aStride, blocks, y), "Q4_Kx8 group (AVX-VNNI)");
         }
     }
 }

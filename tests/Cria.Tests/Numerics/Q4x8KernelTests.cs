@@ -46,32 +46,9 @@ public unsafe class Q4x8KernelTests
 
     [Theory]
     [MemberData(nameof(BlockCounts))]
-    public void Repack_IsLossless(int blocks)
-    {
-        var rng = new Random(8100 + blocks);
-        nint stride = blocks * 18 + 7; // a stride wider than a row
-        byte[] plain = RandomRows(rng, blocks);
-        byte[] strided = TileCheck.Strided(plain, 8, blocks * 18, stride);
-        var g = new byte[blocks * Q4_0x8Format.BlockBytes];
-        var row = new byte[blocks * 18];
-        var expected = new float[blocks * 32];
-        var got = new float[blocks * 32];
-        fixed (byte* src = strided)
-        fixed (byte* pg = g)
-        fixed (byte* pr = row)
-        fixed (float* pgot = got)
-        {
-            Assert.True(Q4_0x8Format.Repack(src, stride, pg, blocks));
-            for (int r = 0; r < 8; r++)
-            {
-                Q4_0x8Format.UnpackRow(pg, r, pr, blocks);
-                Assert.Equal(plain.AsSpan(r * blocks * 18, blocks * 18).ToArray(), row);
-                Q4_0Format.Dequantize(plain.AsSpan(r * blocks * 18, blocks * 18), expected);
-                Q4_0x8Format.DequantizeRow(pg, r, pgot, blocks);
-                Assert.Equal(expected, got);
-            }
-        }
-    }
+    public void Repack_IsLossless(int blocks) =>
+        RepackCheck.IsLossless(RandomRows(new Random(8100 + blocks), blocks), blocks, 18, Q4_0Format.BlockSize, Q4_0x8Format.BlockBytes,
+            Q4_0x8Format.Repack, Q4_0x8Format.UnpackRow, Q4_0Format.Dequantize, Q4_0x8Format.DequantizeRow);
 
     [Theory]
     [InlineData(0x7C00)] // +infinity

@@ -33,32 +33,9 @@ public unsafe class Q6Kx8KernelTests
 
     [Theory]
     [MemberData(nameof(BlockCounts))]
-    public void Repack_IsLossless(int blocks)
-    {
-        var rng = new Random(9600 + blocks);
-        nint stride = blocks * WB + 7;
-        byte[] plain = RandomRows(rng, blocks);
-        byte[] strided = TileCheck.Strided(plain, 8, blocks * WB, stride);
-        var g = new byte[blocks * Q6_Kx8Format.BlockBytes];
-        var row = new byte[blocks * WB];
-        var expected = new float[blocks * 256];
-        var got = new float[blocks * 256];
-        fixed (byte* src = strided)
-        fixed (byte* pg = g)
-        fixed (byte* pr = row)
-        fixed (float* pgot = got)
-        {
-            Assert.True(Q6_Kx8Format.Repack(src, stride, pg, blocks));
-            for (int r = 0; r < 8; r++)
-            {
-                Q6_Kx8Format.UnpackRow(pg, r, pr, blocks);
-                Assert.Equal(plain.AsSpan(r * blocks * WB, blocks * WB).ToArray(), row);
-                Q6_KFormat.Dequantize(plain.AsSpan(r * blocks * WB, blocks * WB), expected);
-                Q6_Kx8Format.DequantizeRow(pg, r, pgot, blocks);
-                Assert.Equal(expected, got);
-            }
-        }
-    }
+    public void Repack_IsLossless(int blocks) =>
+        RepackCheck.IsLossless(RandomRows(new Random(9600 + blocks), blocks), blocks, WB, Q6_KFormat.BlockSize, Q6_Kx8Format.BlockBytes,
+            Q6_Kx8Format.Repack, Q6_Kx8Format.UnpackRow, Q6_KFormat.Dequantize, Q6_Kx8Format.DequantizeRow);
 
     [Theory]
     [InlineData(0x7C00)] // +infinity
@@ -117,12 +94,10 @@ public unsafe class Q6Kx8KernelTests
         var g = new byte[blocks * Q6_Kx8Format.BlockBytes];
         var expected = new float[C, 8];
         var twin = new float[8];
-        var y = new float[8];
         fixed (byte* pp = plain)
         fixed (byte* pg = g)
         fixed (byte* pa = a)
         fixed (float* pt = twin)
-        fixed (float* py = y)
         {
             Assert.True(Q6_Kx8Format.Repack(pp, blocks * WB, pg, blocks));
             for (int c = 0; c < C; c++)
@@ -135,7 +110,6 @@ public unsafe class Q6Kx8KernelTests
                 }
             }
             byte* gp = pg, ap = pa;
-            float* yp = py;
             TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, yt, yStride) => Q6Kx8Dot.Tile(gp, ap, aStride, nCols, blocks, yt, yStride),
                 "Q6_Kx8 tile (dispatch)", fewestRows: 8);
             TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, yt, yStride) => Q6Kx8Dot.Tile<IntegerDots.NoVnni>(gp, ap, aStride, nCols, blocks, yt, yStride),
@@ -144,24 +118,10 @@ public unsafe class Q6Kx8KernelTests
                 TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, yt, yStride) => Q6Kx8Dot.Tile<IntegerDots.Vnni>(gp, ap, aStride, nCols, blocks, yt, yStride),
                     "Q6_Kx8 tile (AVX-VNNI)", fewestRows: 8);
 
-            for (int c = 0; c < C; c++)
-            {
-                byte* x = pa + c * aStride;
-                var kernels = new List<(string Name, Action Run)>
-                {
-                    ("dispatch", () => Q6Kx8Dot.Group(gp, x, blocks, yp)),
-                    ("AVX2", () => Q6Kx8Dot.Group<IntegerDots.NoVnni>(gp, x, blocks, yp)),
-                };
-                if (AvxVnni.IsSupported) kernels.Add(("AVX-VNNI", () => Q6Kx8Dot.Group<IntegerDots.Vnni>(gp, x, blocks, yp)));
-                foreach (var (name, run) in kernels)
-                {
-                    Array.Fill(y, float.NaN);
-                    run();
-                    for (int r = 0; r < 8; r++)
-                        Assert.True(BitConverter.SingleToInt32Bits(expected[c, r]) == BitConverter.SingleToInt32Bits(y[r]),
-                            $"group ({name}): row {r}, activation row {c}: {y[r]:R} instead of {expected[c, r]:R}");
-                }
-            }
+            TileCheck.EveryColumnEquals(expected, (c, yg) => Q6Kx8Dot.Group(gp, ap + c * aStride, blocks, yg), "Q6_Kx8 group (dispatch)");
+            TileCheck.EveryColumnEquals(expected, (c, yg) => Q6Kx8Dot.Group<IntegerDots.NoVnni>(gp, ap + c * aStride, blocks, yg), "Q6_Kx8 group (AVX2)");
+            if (AvxVnni.IsSupported)
+                TileCheck.EveryColumnEquals(expected, (c, yg) => Q6Kx8Dot.Group<IntegerDots.Vnni>(gp, ap + c * aStride, blocks, yg), "Q6_Kx8 group (AVX-VNNI)");
         }
     }
 }

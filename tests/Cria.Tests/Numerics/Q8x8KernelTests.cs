@@ -65,32 +65,9 @@ public unsafe class Q8x8KernelTests
 
     [Theory]
     [MemberData(nameof(BlockCounts))]
-    public void Repack_IsLossless(int blocks)
-    {
-        var rng = new Random(8600 + blocks);
-        nint stride = blocks * B + 7; // a stride wider than a row
-        byte[] plain = RandomWeights(rng, 8, blocks);
-        byte[] strided = TileCheck.Strided(plain, 8, blocks * B, stride);
-        var g = new byte[blocks * Q8_0x8Format.BlockBytes];
-        var row = new byte[blocks * B];
-        var expected = new float[blocks * 32];
-        var got = new float[blocks * 32];
-        fixed (byte* src = strided)
-        fixed (byte* pg = g)
-        fixed (byte* pr = row)
-        fixed (float* pgot = got)
-        {
-            Assert.True(Q8_0x8Format.Repack(src, stride, pg, blocks));
-            for (int r = 0; r < 8; r++)
-            {
-                Q8_0x8Format.UnpackRow(pg, r, pr, blocks);
-                Assert.Equal(plain.AsSpan(r * blocks * B, blocks * B).ToArray(), row);
-                Q8_0Format.Dequantize(plain.AsSpan(r * blocks * B, blocks * B), expected);
-                Q8_0x8Format.DequantizeRow(pg, r, pgot, blocks);
-                Assert.Equal(expected, got);
-            }
-        }
-    }
+    public void Repack_IsLossless(int blocks) =>
+        RepackCheck.IsLossless(RandomWeights(new Random(8600 + blocks), 8, blocks), blocks, B, Q8_0Format.BlockSize, Q8_0x8Format.BlockBytes,
+            Q8_0x8Format.Repack, Q8_0x8Format.UnpackRow, Q8_0Format.Dequantize, Q8_0x8Format.DequantizeRow);
 
     [Theory]
     [InlineData(0x7C00)] // +infinity

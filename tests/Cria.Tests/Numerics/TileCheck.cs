@@ -2,7 +2,7 @@ using Xunit;
 
 namespace Cria.Tests.Numerics;
 
-/// <summary>The partial-tile check shared by the 8 × 8 batched-kernel tests.</summary>
+/// <summary>The partial-tile check shared by the 8 × 8 batched-kernel tests, and its one-column twin for the decode group kernels.</summary>
 internal static unsafe class TileCheck
 {
     /// <summary>
@@ -14,6 +14,26 @@ internal static unsafe class TileCheck
         var strided = new byte[count * stride];
         for (int r = 0; r < count; r++) Array.Copy(rows, r * rowBytes, strided, r * stride, rowBytes);
         return strided;
+    }
+
+    /// <summary>A decode kernel call over one group: activation row <c>c</c> against eight weight rows, results to y[0..7].</summary>
+    public delegate void Group(int c, float* y);
+
+    /// <summary>
+    /// Runs <paramref name="group"/> for every activation row into a NaN-filled output and asserts each output has the
+    /// bits of <paramref name="expected"/>[c, r].
+    /// </summary>
+    public static void EveryColumnEquals(float[,] expected, Group group, string what)
+    {
+        var y = new float[8];
+        for (int c = 0; c < expected.GetLength(0); c++)
+        {
+            Array.Fill(y, float.NaN);
+            fixed (float* py = y) group(c, py);
+            for (int r = 0; r < 8; r++)
+                Assert.True(BitConverter.SingleToInt32Bits(expected[c, r]) == BitConverter.SingleToInt32Bits(y[r]),
+                    $"{what}: row {r}, activation row {c}: {y[r]:R} instead of {expected[c, r]:R}");
+        }
     }
 
     /// <summary>A tile call: nRows weight rows × nCols activation rows, results to y[c·yStride + r].</summary>

@@ -610,8 +610,8 @@ public sealed unsafe class MatMul : IDisposable
                     case GgmlType.Q6_K:
                         // Repacked: one int32 per super-block and output (Q4Kx8Dot, Q6Kx8Dot). Rows layout, one activation row:
                         // ggml's vec_dot; several: one int32 per super-block and output (Q4KBatchDot, Q6KBatchDot).
-                        if (Weights.Layout == WeightLayout.Q4_Kx8) Q4KGroups(r0, r1);
-                        else if (Weights.Layout == WeightLayout.Q6_Kx8) Q6KGroups(r0, r1);
+                        if (Weights.Layout == WeightLayout.Q4_Kx8) KQuantGroups<Q4Kx8Dot.Kernel>(r0, r1);
+                        else if (Weights.Layout == WeightLayout.Q6_Kx8) KQuantGroups<Q6Kx8Dot.Kernel>(r0, r1);
                         else if (BatchTiles(Weights.Type, Batch)) Tiles8x16(r0, r1);
                         else RowDots(r0, r1);
                         break;
@@ -762,53 +762,31 @@ public sealed unsafe class MatMul : IDisposable
             }
         }
 
-        /// <summary>Q4_K weights repacked into eight-row groups (Q4Kx8Dot): decode one group at a time, batches in 8 × 16 tiles (the same bits).</summary>
+        /// <summary>
+        /// K-quant weights repacked into eight-row groups (<see cref="Q4Kx8Dot"/>, <see cref="Q6Kx8Dot"/>, chosen by
+        /// <typeparamref name="TK"/>): decode one group at a time, batches in 8 × 16 tiles (the same bits).
+        /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Q4KGroups(int r0, int r1)
+        private void KQuantGroups<TK>(int r0, int r1) where TK : struct, IGroupKernel
         {
-            int blocks = Weights.Cols / Q4_KFormat.BlockSize;
-            nint groupBytes = (nint)Weights.RowBytes * Q4_Kx8Format.GroupRows, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
+            const int groupRows = 8;
+            int blocks = Weights.Cols / TK.BlockSize;
+            nint groupBytes = (nint)Weights.RowBytes * groupRows, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
             byte* w = Weights.Data;
             float* y = Output;
             if (Batch == 1)
             {
-                for (int r = r0; r < r1; r += Q4_Kx8Format.GroupRows)
-                    Q4Kx8Dot.Group(w + r / Q4_Kx8Format.GroupRows * groupBytes, Activations, blocks, y + r);
+                for (int r = r0; r < r1; r += groupRows)
+                    TK.Group(w + r / groupRows * groupBytes, Activations, blocks, y + r);
                 return;
             }
-            int width = Q4KBatchDot.TileColumns;
+            int width = TK.TileColumns;
             for (int b0 = 0; b0 < Batch; b0 += BatchTile)
             {
                 int b1 = Math.Min(Batch, b0 + BatchTile);
-                for (int r = r0; r < r1; r += Q4_Kx8Format.GroupRows)
+                for (int r = r0; r < r1; r += groupRows)
                     for (int b = b0; b < b1; b += width)
-                        Q4Kx8Dot.Tile(w + r / Q4_Kx8Format.GroupRows * groupBytes, Activations + b * aStride, aStride,
-                            Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
-            }
-        }
-
-        /// <summary>Q6_K weights repacked into eight-row groups (Q6Kx8Dot): decode one group at a time, batches in 8 × 16 tiles (the same bits).</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Q6KGroups(int r0, int r1)
-        {
-            int blocks = Weights.Cols / Q6_KFormat.BlockSize;
-            nint groupBytes = (nint)Weights.RowBytes * Q6_Kx8Format.GroupRows, aStride = (nint)ActivationRowBytes, rows = Weights.Rows;
-            byte* w = Weights.Data;
-            float* y = Output;
-            if (Batch == 1)
-            {
-                for (int r = r0; r < r1; r += Q6_Kx8Format.GroupRows)
-                    Q6Kx8Dot.Group(w + r / Q6_Kx8Format.GroupRows * groupBytes, Activations, blocks, y + r);
-                return;
-            }
-            int width = Q6KBatchDot.TileColumns;
-            for (int b0 = 0; b0 < Batch; b0 += BatchTile)
-            {
-                int b1 = Math.Min(Batch, b0 + BatchTile);
-                for (int r = r0; r < r1; r += Q6_Kx8Format.GroupRows)
-                    for (int b = b0; b < b1; b += width)
-                        Q6Kx8Dot.Tile(w + r / Q6_Kx8Format.GroupRows * groupBytes, Activations + b * aStride, aStride,
-                            Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
+                        TK.Tile(w + r / groupRows * groupBytes, Activations + b * aStride, aStride, Math.Min(width, b1 - b), blocks, y + b * rows + r, rows);
             }
         }
 

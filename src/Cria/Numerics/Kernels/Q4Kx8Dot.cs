@@ -44,14 +44,8 @@ public static unsafe class Q4Kx8Dot
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Quants(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o, int g,
             out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3,
-            out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7)
-        {
-            int* q = (int*)(w0 + o + Q4_Kx8Format.QuantOffset + 256 * g);
-            byte* ahead = (byte*)q + PrefetchDistance;
-            Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64); Sse.Prefetch0(ahead + 128); Sse.Prefetch0(ahead + 192);
-            p0 = Avx.LoadVector256(q); p1 = Avx.LoadVector256(q + 8); p2 = Avx.LoadVector256(q + 16); p3 = Avx.LoadVector256(q + 24);
-            p4 = Avx.LoadVector256(q + 32); p5 = Avx.LoadVector256(q + 40); p6 = Avx.LoadVector256(q + 48); p7 = Avx.LoadVector256(q + 56);
-        }
+            out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7) =>
+            GroupVectors.Eight((int*)(w0 + o + Q4_Kx8Format.QuantOffset + 256 * g), PrefetchDistance, out p0, out p1, out p2, out p3, out p4, out p5, out p6, out p7);
     }
 
     /// <summary>
@@ -144,6 +138,20 @@ public static unsafe class Q4Kx8Dot
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> High(Vector256<int> p, Vector256<byte> nibble) => Avx2.And(Avx2.ShiftRightLogical(p.AsUInt16(), 4).AsByte(), nibble);
+
+    /// <summary>This class's kernels for <see cref="MatMul"/>.</summary>
+    internal struct Kernel : IGroupKernel
+    {
+        public static int BlockSize => Q4_KFormat.BlockSize;
+        public static int TileColumns => Q4KBatchDot.TileColumns;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Group(byte* g, byte* a, int blocks, float* y) => Q4Kx8Dot.Group(g, a, blocks, y);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Tile(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) =>
+            Q4Kx8Dot.Tile(g, a, aStride, nCols, blocks, y, yStride);
+    }
 
     /// <summary>Scalar twin for the tests: each row of the group unpacked and multiplied in <see cref="Q4KBatchDot.DotScalar"/>'s order.</summary>
     internal static void GroupScalar(byte* g, byte* a, int blocks, float* y)

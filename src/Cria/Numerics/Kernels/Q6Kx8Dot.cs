@@ -36,29 +36,18 @@ public static unsafe class Q6Kx8Dot
         public static void Highs(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o, int h,
             out Vector256<int> h0, out Vector256<int> h1, out Vector256<int> h2, out Vector256<int> h3,
             out Vector256<int> h4, out Vector256<int> h5, out Vector256<int> h6, out Vector256<int> h7) =>
-            Eight((int*)(w0 + o + Q6_Kx8Format.HighOffset + 256 * h), out h0, out h1, out h2, out h3, out h4, out h5, out h6, out h7);
+            GroupVectors.Eight((int*)(w0 + o + Q6_Kx8Format.HighOffset + 256 * h), PrefetchDistance, out h0, out h1, out h2, out h3, out h4, out h5, out h6, out h7);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Lows(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o, int h, int part,
             out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3,
             out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7) =>
-            Eight((int*)(w0 + o + Q6_Kx8Format.LowOffset + 512 * h + 256 * part), out p0, out p1, out p2, out p3, out p4, out p5, out p6, out p7);
+            GroupVectors.Eight((int*)(w0 + o + Q6_Kx8Format.LowOffset + 512 * h + 256 * part), PrefetchDistance, out p0, out p1, out p2, out p3, out p4, out p5, out p6, out p7);
 
         // Exact for every finite half; the loader keeps matrices with an infinite or NaN d in rows.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> D(byte* w0, byte* w1, byte* w2, byte* w3, byte* w4, byte* w5, byte* w6, byte* w7, nint o) =>
             Fp16Format.ToSingle8Normalised((ushort*)(w0 + o + Q6_Kx8Format.DOffset));
-
-        /// <summary>Eight vectors at <paramref name="q"/> (256 bytes), their lines prefetched ahead.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Eight(int* q, out Vector256<int> v0, out Vector256<int> v1, out Vector256<int> v2, out Vector256<int> v3,
-            out Vector256<int> v4, out Vector256<int> v5, out Vector256<int> v6, out Vector256<int> v7)
-        {
-            byte* ahead = (byte*)q + PrefetchDistance;
-            Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64); Sse.Prefetch0(ahead + 128); Sse.Prefetch0(ahead + 192);
-            v0 = Avx.LoadVector256(q); v1 = Avx.LoadVector256(q + 8); v2 = Avx.LoadVector256(q + 16); v3 = Avx.LoadVector256(q + 24);
-            v4 = Avx.LoadVector256(q + 32); v5 = Avx.LoadVector256(q + 40); v6 = Avx.LoadVector256(q + 48); v7 = Avx.LoadVector256(q + 56);
-        }
     }
 
     /// <summary>
@@ -153,6 +142,20 @@ public static unsafe class Q6Kx8Dot
             Q6KBatchDot.High(p2, h2, second, nibble, high), Q6KBatchDot.High(p3, h3, second, nibble, high), x + 64), Q6KBatchDot.Scale(scHi, kHi)));
         return Avx2.Add(s, Avx2.MultiplyLow(TD.Quarter(Q6KBatchDot.High(p4, h4, second, nibble, high), Q6KBatchDot.High(p5, h5, second, nibble, high),
             Q6KBatchDot.High(p6, h6, second, nibble, high), Q6KBatchDot.High(p7, h7, second, nibble, high), x + 80), Q6KBatchDot.Scale(scHi, kHi + 1)));
+    }
+
+    /// <summary>This class's kernels for <see cref="MatMul"/>.</summary>
+    internal struct Kernel : IGroupKernel
+    {
+        public static int BlockSize => Q6_KFormat.BlockSize;
+        public static int TileColumns => Q6KBatchDot.TileColumns;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Group(byte* g, byte* a, int blocks, float* y) => Q6Kx8Dot.Group(g, a, blocks, y);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Tile(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) =>
+            Q6Kx8Dot.Tile(g, a, aStride, nCols, blocks, y, yStride);
     }
 
     /// <summary>Scalar twin for the tests: each row of the group unpacked and multiplied in <see cref="Q6KBatchDot.DotScalar"/>'s order.</summary>
