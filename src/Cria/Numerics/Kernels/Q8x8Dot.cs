@@ -102,18 +102,21 @@ public static unsafe class Q8x8Dot
             sbyte* q = (sbyte*)(g + Q8_0x8Format.CodeOffset);
             Vector256<sbyte> g0 = Avx.LoadVector256(q), g1 = Avx.LoadVector256(q + 32), g2 = Avx.LoadVector256(q + 64), g3 = Avx.LoadVector256(q + 96);
             Vector256<sbyte> g4 = Avx.LoadVector256(q + 128), g5 = Avx.LoadVector256(q + 160), g6 = Avx.LoadVector256(q + 192), g7 = Avx.LoadVector256(q + 224);
+            // |w| once per block column, for every activation row below.
+            Vector256<byte> m0 = Avx2.Abs(g0), m1 = Avx2.Abs(g1), m2 = Avx2.Abs(g2), m3 = Avx2.Abs(g3);
+            Vector256<byte> m4 = Avx2.Abs(g4), m5 = Avx2.Abs(g5), m6 = Avx2.Abs(g6), m7 = Avx2.Abs(g7);
             Vector256<float> dw = Fp16Format.ToSingle8Normalised((ushort*)g);
             byte* x = a + (nint)i * Q8_0Format.BlockBytes;
             for (int c = 0; c < nCols; c++, x += aStride)
             {
-                Vector256<int> s0 = TD.Products(Vector256<int>.Zero, g0, *(int*)(x + 2));
-                Vector256<int> s1 = TD.Products(Vector256<int>.Zero, g1, *(int*)(x + 6));
-                s0 = TD.Products(s0, g2, *(int*)(x + 10));
-                s1 = TD.Products(s1, g3, *(int*)(x + 14));
-                s0 = TD.Products(s0, g4, *(int*)(x + 18));
-                s1 = TD.Products(s1, g5, *(int*)(x + 22));
-                s0 = TD.Products(s0, g6, *(int*)(x + 26));
-                s1 = TD.Products(s1, g7, *(int*)(x + 30));
+                Vector256<int> s0 = TD.Products(Vector256<int>.Zero, m0, g0, *(int*)(x + 2));
+                Vector256<int> s1 = TD.Products(Vector256<int>.Zero, m1, g1, *(int*)(x + 6));
+                s0 = TD.Products(s0, m2, g2, *(int*)(x + 10));
+                s1 = TD.Products(s1, m3, g3, *(int*)(x + 14));
+                s0 = TD.Products(s0, m4, g4, *(int*)(x + 18));
+                s1 = TD.Products(s1, m5, g5, *(int*)(x + 22));
+                s0 = TD.Products(s0, m6, g6, *(int*)(x + 26));
+                s1 = TD.Products(s1, m7, g7, *(int*)(x + 30));
                 acc[c] = Fma.MultiplyAdd(Avx.Multiply(dw, Vector256.Create(half[*(ushort*)x])), Avx.ConvertToVector256Single(Avx2.Add(s0, s1)), acc[c]);
             }
         }
@@ -145,22 +148,31 @@ public static unsafe class Q8x8Dot
     internal interface ICodeDot
     {
         static abstract Vector256<int> Products(Vector256<int> sum, Vector256<sbyte> w, int a4);
+
+        /// <summary><see cref="Products(Vector256{int}, Vector256{sbyte}, int)"/> with |w| already formed (<paramref name="magnitudes"/>), when several activation rows share it.</summary>
+        static abstract Vector256<int> Products(Vector256<int> sum, Vector256<byte> magnitudes, Vector256<sbyte> w, int a4);
     }
 
     /// <summary>AVX-VNNI: one vpdpbusd.</summary>
     internal struct Vnni : ICodeDot
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Products(Vector256<int> sum, Vector256<sbyte> w, int a4) =>
-            AvxVnni.MultiplyWideningAndAdd(sum, Avx2.Abs(w), Avx2.Sign(Vector256.Create(a4).AsSByte(), w));
+        public static Vector256<int> Products(Vector256<int> sum, Vector256<sbyte> w, int a4) => Products(sum, Avx2.Abs(w), w, a4);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Products(Vector256<int> sum, Vector256<byte> magnitudes, Vector256<sbyte> w, int a4) =>
+            AvxVnni.MultiplyWideningAndAdd(sum, magnitudes, Avx2.Sign(Vector256.Create(a4).AsSByte(), w));
     }
 
     /// <summary>AVX2: vpmaddubsw (each pair at most 2·128·127 = 32512 in magnitude: no saturation), then vpmaddwd by ones.</summary>
     internal struct NoVnni : ICodeDot
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Products(Vector256<int> sum, Vector256<sbyte> w, int a4) =>
-            Avx2.Add(sum, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(Vector256.Create(a4).AsSByte(), w)), Vector256.Create((short)1)));
+        public static Vector256<int> Products(Vector256<int> sum, Vector256<sbyte> w, int a4) => Products(sum, Avx2.Abs(w), w, a4);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Products(Vector256<int> sum, Vector256<byte> magnitudes, Vector256<sbyte> w, int a4) =>
+            Avx2.Add(sum, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitudes, Avx2.Sign(Vector256.Create(a4).AsSByte(), w)), Vector256.Create((short)1)));
     }
 
     /// <summary>Scalar twin: the eight outputs of one group · one activation row (normal form), in this class's order.</summary>
