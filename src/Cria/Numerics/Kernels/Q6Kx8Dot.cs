@@ -15,7 +15,7 @@ namespace Cria.Numerics.Kernels;
 /// </summary>
 public static unsafe class Q6Kx8Dot
 {
-    /// <summary>Bytes ahead of the super-block column being read that every line is prefetched (as <see cref="Q4Kx8Dot.PrefetchDistance"/>).</summary>
+    /// <summary>Bytes ahead of the super-block column being read that every line is prefetched: <see cref="Q4Kx8Dot.PrefetchDistance"/>, not tuned for Q6_K on its own.</summary>
     internal const int PrefetchDistance = 8192;
 
     /// <summary>A repacked group: <c>w0</c> is its address; the other row pointers are not read.</summary>
