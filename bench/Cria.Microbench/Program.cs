@@ -180,7 +180,7 @@ public unsafe class DotKernels
     [Benchmark(OperationsPerInvoke = Rows)]
     public float Q4_Kx8()
     {
-        for (int r = 0; r < Rows; r += 8) Q4Kx8Dot.Tile(_q4kx8 + r * _q4k.RowBytes, _q4k.Activations, 0, 1, Cols / 256, _y + r, 1);
+        for (int r = 0; r < Rows; r += 8) Q4Kx8Dot.Kernel.Tile(_q4kx8 + r * _q4k.RowBytes, _q4k.Activations, 0, 1, Cols / 256, _y + r, 1);
         return _y[0];
     }
 
@@ -188,7 +188,7 @@ public unsafe class DotKernels
     [Benchmark(OperationsPerInvoke = Rows)]
     public float Q4_Kx8Group()
     {
-        for (int r = 0; r < Rows; r += 8) Q4Kx8Dot.Group(_q4kx8 + r * _q4k.RowBytes, _q4k.Activations, Cols / 256, _y + r);
+        for (int r = 0; r < Rows; r += 8) Q4Kx8Dot.Kernel.Group(_q4kx8 + r * _q4k.RowBytes, _q4k.Activations, Cols / 256, _y + r);
         return _y[0];
     }
 
@@ -219,7 +219,7 @@ public unsafe class DotKernels
     [Benchmark(OperationsPerInvoke = Rows)]
     public float Q6_Kx8Group()
     {
-        for (int r = 0; r < Rows; r += 8) Q6Kx8Dot.Group(_q6kx8 + r * _q6k.RowBytes, _q6k.Activations, Cols / 256, _y + r);
+        for (int r = 0; r < Rows; r += 8) Q6Kx8Dot.Kernel.Group(_q6kx8 + r * _q6k.RowBytes, _q6k.Activations, Cols / 256, _y + r);
         return _y[0];
     }
 
@@ -332,8 +332,17 @@ public unsafe class TileKernels
         Q4BatchDot.TileAvx2(_q4.Weights, (nint)_q4.RowBytes, Rows, _a0, Cols / 32 * Q8_0Format.BlockBytes, _bias, Acts, Cols / 32, _y, Rows);
 
     [Benchmark]
-    public void Q4_KTile8x8() =>
-        Q4KBatchDot.Tile(_q4k.Weights, (nint)_q4k.RowBytes, Rows, _ak, Cols / 256 * Q8_KFormat.BlockBytes, Acts, Cols / 256, _y, Rows);
+    public void Q4_KTile8x8()
+    {
+        // The plain rows' tile with the integer steps this CPU has (Q4KBatchDot.Tile itself is the AVX-VNNI one).
+        nint s = (nint)_q4k.RowBytes;
+        byte* w = _q4k.Weights;
+        nint aStride = Cols / 256 * Q8_KFormat.BlockBytes;
+        if (System.Runtime.Intrinsics.X86.AvxVnni.IsSupported)
+            Q4KBatchDot.Tile<Q4KBatchDot.RowsLayout, IntegerDots.Vnni>(w, w + s, w + 2 * s, w + 3 * s, w + 4 * s, w + 5 * s, w + 6 * s, w + 7 * s, Rows, _ak, aStride, Acts, Cols / 256, _y, Rows);
+        else
+            Q4KBatchDot.Tile<Q4KBatchDot.RowsLayout, IntegerDots.NoVnni>(w, w + s, w + 2 * s, w + 3 * s, w + 4 * s, w + 5 * s, w + 6 * s, w + 7 * s, Rows, _ak, aStride, Acts, Cols / 256, _y, Rows);
+    }
 
     [Benchmark]
     public void Q4_KRows8x8()

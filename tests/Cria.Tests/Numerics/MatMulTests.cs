@@ -470,21 +470,25 @@ public unsafe class MatMulTests
             Assert.True(w.Type switch
             {
                 GgmlType.Q4_K => Q4_Kx8Format.Repack(src, (nint)w.RowBytes, dst, w.Cols / 256),
+                GgmlType.Q6_K => Q6_Kx8Format.Repack(src, (nint)w.RowBytes, dst, w.Cols / 256),
                 GgmlType.Q8_0 => Q8_0x8Format.Repack(src, (nint)w.RowBytes, dst, w.Cols / 32),
                 _ => Q4_0x8Format.Repack(src, (nint)w.RowBytes, dst, w.Cols / 32),
             });
         }
-        var layout = w.Type switch { GgmlType.Q4_K => WeightLayout.Q4_Kx8, GgmlType.Q8_0 => WeightLayout.Q8_0x8, _ => WeightLayout.Q4_0x8 };
+        var layout = w.Type switch
+        {
+            GgmlType.Q4_K => WeightLayout.Q4_Kx8, GgmlType.Q6_K => WeightLayout.Q6_Kx8, GgmlType.Q8_0 => WeightLayout.Q8_0x8, _ => WeightLayout.Q4_0x8,
+        };
         r.W = new WeightMatrix(w.Type, r.Data, w.Rows, w.Cols, layout);
         return r;
     }
 
     /// <summary>
-    /// Repacked Q4_0, Q8_0 and Q4_K give every output the bits of the batched order on the plain row
-    /// (<see cref="Q4BatchDot.DotScalar"/>, <see cref="Q8BatchDot.DotScalar"/>, <see cref="Q4KBatchDot.DotScalar"/>) for one
-    /// activation row (decode) and several (prompt tiles); across thread counts and row counts that leave partial chunks.
-    /// Where the plain matrix's batches take that order too (Q4_0; Q8_0 and Q4_K on CPUs with AVX-VNNI), a batch equals the
-    /// plain product bit for bit. The last row reads back exactly.
+    /// Repacked Q4_0, Q8_0, Q4_K and Q6_K give every output the bits of the batched order on the plain row
+    /// (<see cref="Q4BatchDot.DotScalar"/>, <see cref="Q8BatchDot.DotScalar"/>, <see cref="Q4KBatchDot.DotScalar"/>,
+    /// <see cref="Q6KBatchDot.DotScalar"/>) for one activation row (decode) and several (prompt tiles); across thread counts
+    /// and row counts that leave partial chunks. Where the plain matrix's batches take that order too (Q4_0 and Q6_K; Q8_0 and
+    /// Q4_K on CPUs with AVX-VNNI), a batch equals the plain product bit for bit. The last row reads back exactly.
     /// </summary>
     [SkippableTheory]
     [InlineData(GgmlType.Q4_0, 8, 32)]
@@ -493,12 +497,15 @@ public unsafe class MatMulTests
     [InlineData(GgmlType.Q4_K, 8, 256)]
     [InlineData(GgmlType.Q4_K, 136, 512)]
     [InlineData(GgmlType.Q4_K, 72, 2048)]
+    [InlineData(GgmlType.Q6_K, 8, 256)]
+    [InlineData(GgmlType.Q6_K, 136, 512)]
+    [InlineData(GgmlType.Q6_K, 72, 2048)]
     [InlineData(GgmlType.Q8_0, 8, 32)]
     [InlineData(GgmlType.Q8_0, 136, 256)]
     [InlineData(GgmlType.Q8_0, 264, 1024)]
     public void RepackedMatrix_GivesTheBatchedOrderExactly(GgmlType type, int rows, int cols)
     {
-        Skip.If(type == GgmlType.Q4_K && !CpuFeatures.Avx2Fma, "the Q4_K layout needs AVX2 and FMA, which this CPU lacks");
+        Skip.If(type is GgmlType.Q4_K or GgmlType.Q6_K && !CpuFeatures.Avx2Fma, $"the {type} layout needs AVX2 and FMA, which this CPU lacks");
         var rng = new Random(9000 + rows + cols + (int)type);
         using var plain = RandomMatrix(type, rows, cols, rng);
         using var packed = Repacked(plain);
@@ -529,12 +536,13 @@ public unsafe class MatMulTests
                             {
                                 GgmlType.Q4_0 => Q4BatchDot.DotScalar(plain.W.Row(r), ab, blocks),
                                 GgmlType.Q8_0 => Q8BatchDot.DotScalar(plain.W.Row(r), ab, blocks),
+                                GgmlType.Q6_K => Q6KBatchDot.DotScalar(plain.W.Row(r), ab, blocks),
                                 _ => Q4KBatchDot.DotScalar(plain.W.Row(r), ab, blocks),
                             };
                             Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(y[b * rows + r]),
                                 $"{type} threads {threads} batch {b}/{batch} row {r}: {y[b * rows + r]:R}, expected {expected:R}");
                         }
-                if (batch > 1 && (type == GgmlType.Q4_0 || CpuFeatures.VnniTiles)) Assert.Equal(yPlain, y);
+                if (batch > 1 && (type is GgmlType.Q4_0 or GgmlType.Q6_K || CpuFeatures.VnniTiles)) Assert.Equal(yPlain, y);
             }
         }
         var row = new float[cols];

@@ -60,39 +60,15 @@ public unsafe class Q4Kx8KernelTests
         var rng = new Random(8800 + blocks);
         const int C = Q4KBatchDot.TileColumns;
         nint aStride = blocks * Q8_KFormat.BlockBytes + 5;
-        byte[] plain = RandomRows(rng, blocks);
         byte[] a = TileCheck.Strided(Q4KBatchKernelTests.RandomQ8KRows(rng, C, blocks), C, blocks * Q8_KFormat.BlockBytes, aStride);
-        var g = new byte[blocks * Q4_Kx8Format.BlockBytes];
-        var expected = new float[C, 8];
-        var twin = new float[8];
-        fixed (byte* pp = plain)
-        fixed (byte* pg = g)
-        fixed (byte* pa = a)
-        fixed (float* pt = twin)
-        {
-            Assert.True(Q4_Kx8Format.Repack(pp, blocks * WB, pg, blocks));
-            for (int c = 0; c < C; c++)
-            {
-                Q4Kx8Dot.GroupScalar(pg, pa + c * aStride, blocks, pt);
-                for (int r = 0; r < 8; r++)
-                {
-                    expected[c, r] = Q4KBatchDot.DotScalar(pp + r * blocks * WB, pa + c * aStride, blocks);
-                    Assert.Equal(BitConverter.SingleToInt32Bits(expected[c, r]), BitConverter.SingleToInt32Bits(twin[r]));
-                }
-            }
-            byte* gp = pg, ap = pa;
-            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile(gp, ap, aStride, nCols, blocks, y, yStride),
-                "Q4_Kx8 tile (dispatch)", fewestRows: 8);
-            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile<IntegerDots.NoVnni>(gp, ap, aStride, nCols, blocks, y, yStride),
-                "Q4_Kx8 tile (AVX2)", fewestRows: 8);
-            if (AvxVnni.IsSupported)
-                TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, y, yStride) => Q4Kx8Dot.Tile<IntegerDots.Vnni>(gp, ap, aStride, nCols, blocks, y, yStride),
-                    "Q4_Kx8 tile (AVX-VNNI)", fewestRows: 8);
-            // Decode's one-column kernel: the tile's bits, so a prompt and a decode step agree.
-            TileCheck.EveryColumnEquals(expected, (c, y) => Q4Kx8Dot.Group(gp, ap + c * aStride, blocks, y), "Q4_Kx8 group (dispatch)");
-            TileCheck.EveryColumnEquals(expected, (c, y) => Q4Kx8Dot.Group<IntegerDots.NoVnni>(gp, ap + c * aStride, blocks, y), "Q4_Kx8 group (AVX2)");
-            if (AvxVnni.IsSupported)
-                TileCheck.EveryColumnEquals(expected, (c, y) => Q4Kx8Dot.Group<IntegerDots.Vnni>(gp, ap + c * aStride, blocks, y), "Q4_Kx8 group (AVX-VNNI)");
-        }
+        GroupKernelCheck.EqualBatchOrder(Kernels, RandomRows(rng, blocks), a, aStride, blocks, C);
     }
+
+    private static GroupKernelCheck.Kernels Kernels => new()
+    {
+        Name = "Q4_Kx8", BlockBytes = WB, GroupBlockBytes = Q4_Kx8Format.BlockBytes,
+        Repack = &Q4_Kx8Format.Repack, DotScalar = &Q4KBatchDot.DotScalar, GroupScalar = &Q4Kx8Dot.GroupScalar,
+        Tile = &Q4Kx8Dot.Kernel.Tile, TileAvx2 = &Q4Kx8Dot.Tile<IntegerDots.NoVnni>, TileVnni = &Q4Kx8Dot.Tile<IntegerDots.Vnni>,
+        Group = &Q4Kx8Dot.Kernel.Group, GroupAvx2 = &Q4Kx8Dot.Group<IntegerDots.NoVnni>, GroupVnni = &Q4Kx8Dot.Group<IntegerDots.Vnni>,
+    };
 }

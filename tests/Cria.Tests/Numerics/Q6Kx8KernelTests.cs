@@ -88,40 +88,12 @@ public unsafe class Q6Kx8KernelTests
         Check(w, a, aBytes, blocks);
     }
 
-    private static void Check(byte[] plain, byte[] a, nint aStride, int blocks)
-    {
-        const int C = Q6KBatchDot.TileColumns;
-        var g = new byte[blocks * Q6_Kx8Format.BlockBytes];
-        var expected = new float[C, 8];
-        var twin = new float[8];
-        fixed (byte* pp = plain)
-        fixed (byte* pg = g)
-        fixed (byte* pa = a)
-        fixed (float* pt = twin)
+    private static void Check(byte[] plain, byte[] a, nint aStride, int blocks) =>
+        GroupKernelCheck.EqualBatchOrder(new GroupKernelCheck.Kernels
         {
-            Assert.True(Q6_Kx8Format.Repack(pp, blocks * WB, pg, blocks));
-            for (int c = 0; c < C; c++)
-            {
-                Q6Kx8Dot.GroupScalar(pg, pa + c * aStride, blocks, pt);
-                for (int r = 0; r < 8; r++)
-                {
-                    expected[c, r] = Q6KBatchDot.DotScalar(pp + r * blocks * WB, pa + c * aStride, blocks);
-                    Assert.Equal(BitConverter.SingleToInt32Bits(expected[c, r]), BitConverter.SingleToInt32Bits(twin[r]));
-                }
-            }
-            byte* gp = pg, ap = pa;
-            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, yt, yStride) => Q6Kx8Dot.Tile(gp, ap, aStride, nCols, blocks, yt, yStride),
-                "Q6_Kx8 tile (dispatch)", fewestRows: 8);
-            TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, yt, yStride) => Q6Kx8Dot.Tile<IntegerDots.NoVnni>(gp, ap, aStride, nCols, blocks, yt, yStride),
-                "Q6_Kx8 tile (AVX2)", fewestRows: 8);
-            if (AvxVnni.IsSupported)
-                TileCheck.EveryPartialTileEquals(expected, (nRows, nCols, yt, yStride) => Q6Kx8Dot.Tile<IntegerDots.Vnni>(gp, ap, aStride, nCols, blocks, yt, yStride),
-                    "Q6_Kx8 tile (AVX-VNNI)", fewestRows: 8);
-
-            TileCheck.EveryColumnEquals(expected, (c, yg) => Q6Kx8Dot.Group(gp, ap + c * aStride, blocks, yg), "Q6_Kx8 group (dispatch)");
-            TileCheck.EveryColumnEquals(expected, (c, yg) => Q6Kx8Dot.Group<IntegerDots.NoVnni>(gp, ap + c * aStride, blocks, yg), "Q6_Kx8 group (AVX2)");
-            if (AvxVnni.IsSupported)
-                TileCheck.EveryColumnEquals(expected, (c, yg) => Q6Kx8Dot.Group<IntegerDots.Vnni>(gp, ap + c * aStride, blocks, yg), "Q6_Kx8 group (AVX-VNNI)");
-        }
-    }
+            Name = "Q6_Kx8", BlockBytes = WB, GroupBlockBytes = Q6_Kx8Format.BlockBytes,
+            Repack = &Q6_Kx8Format.Repack, DotScalar = &Q6KBatchDot.DotScalar, GroupScalar = &Q6Kx8Dot.GroupScalar,
+            Tile = &Q6Kx8Dot.Kernel.Tile, TileAvx2 = &Q6Kx8Dot.Tile<IntegerDots.NoVnni>, TileVnni = &Q6Kx8Dot.Tile<IntegerDots.Vnni>,
+            Group = &Q6Kx8Dot.Kernel.Group, GroupAvx2 = &Q6Kx8Dot.Group<IntegerDots.NoVnni>, GroupVnni = &Q6Kx8Dot.Group<IntegerDots.Vnni>,
+        }, plain, a, aStride, blocks, Q6KBatchDot.TileColumns);
 }

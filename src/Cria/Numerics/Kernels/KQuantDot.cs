@@ -171,10 +171,10 @@ public static unsafe class KQuantDot
         Vector256<byte> ql0 = Avx.LoadVector256(w + 64 * h), ql1 = Avx.LoadVector256(w + 64 * h + 32);
         Vector256<byte> qh = Avx.LoadVector256(w + 128 + 32 * h);
         Vector256<int> sum = Vector256<int>.Zero;
-        sum = Q6Lanes(sum, Q6CodesOf(ql0, ql1, qh, 0), c32, Avx.LoadVector256(q8 + 128 * h), Q6Scales(sc, 4 * h));
-        sum = Q6Lanes(sum, Q6CodesOf(ql0, ql1, qh, 1), c32, Avx.LoadVector256(q8 + 128 * h + 32), Q6Scales(sc, 4 * h + 1));
-        sum = Q6Lanes(sum, Q6CodesOf(ql0, ql1, qh, 2), c32, Avx.LoadVector256(q8 + 128 * h + 64), Q6Scales(sc, 4 * h + 2));
-        return Q6Lanes(sum, Q6CodesOf(ql0, ql1, qh, 3), c32, Avx.LoadVector256(q8 + 128 * h + 96), Q6Scales(sc, 4 * h + 3));
+        sum = Q6Lanes(sum, Q6Codes(ql0, ql1, qh, 0), c32, Avx.LoadVector256(q8 + 128 * h), Q6Scales(sc, 4 * h));
+        sum = Q6Lanes(sum, Q6Codes(ql0, ql1, qh, 1), c32, Avx.LoadVector256(q8 + 128 * h + 32), Q6Scales(sc, 4 * h + 1));
+        sum = Q6Lanes(sum, Q6Codes(ql0, ql1, qh, 2), c32, Avx.LoadVector256(q8 + 128 * h + 64), Q6Scales(sc, 4 * h + 2));
+        return Q6Lanes(sum, Q6Codes(ql0, ql1, qh, 3), c32, Avx.LoadVector256(q8 + 128 * h + 96), Q6Scales(sc, 4 * h + 3));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -294,71 +294,12 @@ public static unsafe class KQuantDot
     // ------------------------------------------------------------------ AVX2, one weight row × four activation rows
 
     /// <summary>
-    /// Four outputs of <see cref="Q6Avx2"/> at once: weight row <paramref name="w"/> against the activation rows
-    /// <paramref name="a"/> + k·<paramref name="aStride"/> (k = 0..3), results to <paramref name="y"/> + k·<paramref name="yStride"/>.
-    /// The codes and scales of each super-block are unpacked once; every output gets exactly the
-    /// integer lanes, fused multiply-adds and final reduction of the single-row kernel.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Q6Avx2Rows4(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
-    {
-        Vector256<byte> c32 = Vector256.Create((byte)32);
-        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0;
-        byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
-        for (int i = 0; i < blocks; i++, w += Q6_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes)
-        {
-            float dw = Fp16Format.ToSingle(*(ushort*)(w + 208));
-            sbyte* sc = (sbyte*)(w + 192);
-            Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0;
-            for (int h = 0; h < 2; h++)
-            {
-                Vector256<byte> ql0 = Avx.LoadVector256(w + 64 * h), ql1 = Avx.LoadVector256(w + 64 * h + 32);
-                Vector256<byte> qh = Avx.LoadVector256(w + 128 + 32 * h);
-                for (int t = 0; t < 4; t++)
-                {
-                    Vector256<byte> codes = Q6Codes(ql0, ql1, ref qh, t);
-                    int c = 4 * h + t;
-                    Vector256<short> scales = Q6Scales(sc, c);
-                    nint o = 4 + 32 * c;
-                    s0 = Q6Lanes(s0, codes, c32, Avx.LoadVector256((sbyte*)(a0 + o)), scales);
-                    s1 = Q6Lanes(s1, codes, c32, Avx.LoadVector256((sbyte*)(a1 + o)), scales);
-                    s2 = Q6Lanes(s2, codes, c32, Avx.LoadVector256((sbyte*)(a2 + o)), scales);
-                    s3 = Q6Lanes(s3, codes, c32, Avx.LoadVector256((sbyte*)(a3 + o)), scales);
-                }
-            }
-            acc0 = Fma.MultiplyAdd(Vector256.Create(*(float*)a0 * dw), Avx.ConvertToVector256Single(s0), acc0);
-            acc1 = Fma.MultiplyAdd(Vector256.Create(*(float*)a1 * dw), Avx.ConvertToVector256Single(s1), acc1);
-            acc2 = Fma.MultiplyAdd(Vector256.Create(*(float*)a2 * dw), Avx.ConvertToVector256Single(s2), acc2);
-            acc3 = Fma.MultiplyAdd(Vector256.Create(*(float*)a3 * dw), Avx.ConvertToVector256Single(s3), acc3);
-        }
-        y[0] = QuantDot.HorizontalSum(acc0);
-        y[yStride] = QuantDot.HorizontalSum(acc1);
-        y[2 * yStride] = QuantDot.HorizontalSum(acc2);
-        y[3 * yStride] = QuantDot.HorizontalSum(acc3);
-    }
-
-    /// <summary>
-    /// The 32 six-bit codes of chunk <paramref name="t"/> (0..3) of a Q6_K half-block: low nibbles from
-    /// ql0/ql1, two high bits from <paramref name="qh"/>, which is shifted on for the next chunk.
+    /// The 32 six-bit codes of chunk <paramref name="t"/> (0..3, a constant) of a Q6_K half-block: low nibbles from
+    /// ql0/ql1, two high bits from <paramref name="qh"/>, masked where they lie and moved to bits 4-5 in one shift (none
+    /// for t = 2). Masking before the 16-bit shift keeps bits from crossing into the neighbouring byte.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Q6Codes(Vector256<byte> ql0, Vector256<byte> ql1, ref Vector256<byte> qh, int t)
-    {
-        Vector256<byte> m4 = Vector256.Create((byte)0x0F);
-        Vector256<byte> lowSrc = (t & 1) == 0 ? ql0 : ql1;
-        Vector256<byte> low = t < 2 ? Avx2.And(lowSrc, m4) : Avx2.And(Avx2.ShiftRightLogical(lowSrc.AsUInt16(), 4).AsByte(), m4);
-        Vector256<byte> high = Avx2.ShiftLeftLogical(Avx2.And(qh, Vector256.Create((byte)3)).AsUInt16(), 4).AsByte();
-        qh = Avx2.ShiftRightLogical(qh.AsUInt16(), 2).AsByte(); // next two high bits into bits 0-1
-        return Avx2.Or(low, high);
-    }
-
-    /// <summary>
-    /// <see cref="Q6Codes"/> for a constant <paramref name="t"/>: the two high bits are masked where they lie and moved
-    /// to bits 4-5 in one shift (none for t = 2) instead of shifting <paramref name="qh"/> on after every chunk. Masking
-    /// before the 16-bit shift keeps bits from crossing into the neighbouring byte. The same codes.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Q6CodesOf(Vector256<byte> ql0, Vector256<byte> ql1, Vector256<byte> qh, int t)
+    private static Vector256<byte> Q6Codes(Vector256<byte> ql0, Vector256<byte> ql1, Vector256<byte> qh, int t)
     {
         Vector256<byte> m4 = Vector256.Create((byte)0x0F);
         Vector256<byte> lowSrc = (t & 1) == 0 ? ql0 : ql1;
@@ -410,7 +351,12 @@ public static unsafe class KQuantDot
     private static Vector256<int> AddScaled(Vector256<int> sumi, Vector256<short> p16, Vector256<short> scales) =>
         AvxVnni.IsSupported ? AvxVnni.MultiplyWideningAndAdd(sumi, p16, scales) : Avx2.Add(sumi, Avx2.MultiplyAddAdjacent(p16, scales));
 
-    /// <summary>Four outputs of <see cref="Q4Avx2"/> at once (layout as <see cref="Q6Avx2Rows4"/>).</summary>
+    /// <summary>
+    /// Four outputs of <see cref="Q4Avx2"/> at once: weight row <paramref name="w"/> against the activation rows
+    /// <paramref name="a"/> + k·<paramref name="aStride"/> (k = 0..3), results to <paramref name="y"/> + k·<paramref name="yStride"/>.
+    /// The codes and scales of each super-block are unpacked once; every output gets exactly the
+    /// integer lanes, fused multiply-adds and final reduction of the single-row kernel.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Q4Avx2Rows4(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
     {
@@ -453,60 +399,9 @@ public static unsafe class KQuantDot
     }
 
     /// <summary>
-    /// Eight outputs of <see cref="Q6Avx2"/> / <see cref="Q4Avx2"/> at once, as the *Rows4 kernels; for machines
-    /// with AVX-512 (the JIT then has 32 vector registers, so the eight accumulators stay in registers).
+    /// Eight outputs of <see cref="Q4Avx2"/> at once, as <see cref="Q4Avx2Rows4"/>; for machines with AVX-512 (the JIT
+    /// then has 32 vector registers, so the eight accumulators stay in registers).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Q6Avx2Rows8(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
-    {
-        Vector256<byte> c32 = Vector256.Create((byte)32);
-        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = acc0, acc2 = acc0, acc3 = acc0, acc4 = acc0, acc5 = acc0, acc6 = acc0, acc7 = acc0;
-        byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride, a4 = a + 4 * aStride, a5 = a + 5 * aStride, a6 = a + 6 * aStride, a7 = a + 7 * aStride;
-        for (int i = 0; i < blocks; i++, w += Q6_KFormat.BlockBytes, a0 += ABytes, a1 += ABytes, a2 += ABytes, a3 += ABytes, a4 += ABytes, a5 += ABytes, a6 += ABytes, a7 += ABytes)
-        {
-            float dw = Fp16Format.ToSingle(*(ushort*)(w + 208));
-            sbyte* sc = (sbyte*)(w + 192);
-            Vector256<int> s0 = Vector256<int>.Zero, s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-            for (int h = 0; h < 2; h++)
-            {
-                Vector256<byte> ql0 = Avx.LoadVector256(w + 64 * h), ql1 = Avx.LoadVector256(w + 64 * h + 32);
-                Vector256<byte> qh = Avx.LoadVector256(w + 128 + 32 * h);
-                for (int t = 0; t < 4; t++)
-                {
-                    Vector256<byte> codes = Q6Codes(ql0, ql1, ref qh, t);
-                    int c = 4 * h + t;
-                    Vector256<short> scales = Q6Scales(sc, c);
-                    nint o = 4 + 32 * c;
-                    s0 = Q6Lanes(s0, codes, c32, Avx.LoadVector256((sbyte*)(a0 + o)), scales);
-                    s1 = Q6Lanes(s1, codes, c32, Avx.LoadVector256((sbyte*)(a1 + o)), scales);
-                    s2 = Q6Lanes(s2, codes, c32, Avx.LoadVector256((sbyte*)(a2 + o)), scales);
-                    s3 = Q6Lanes(s3, codes, c32, Avx.LoadVector256((sbyte*)(a3 + o)), scales);
-                    s4 = Q6Lanes(s4, codes, c32, Avx.LoadVector256((sbyte*)(a4 + o)), scales);
-                    s5 = Q6Lanes(s5, codes, c32, Avx.LoadVector256((sbyte*)(a5 + o)), scales);
-                    s6 = Q6Lanes(s6, codes, c32, Avx.LoadVector256((sbyte*)(a6 + o)), scales);
-                    s7 = Q6Lanes(s7, codes, c32, Avx.LoadVector256((sbyte*)(a7 + o)), scales);
-                }
-            }
-            acc0 = Fma.MultiplyAdd(Vector256.Create(*(float*)a0 * dw), Avx.ConvertToVector256Single(s0), acc0);
-            acc1 = Fma.MultiplyAdd(Vector256.Create(*(float*)a1 * dw), Avx.ConvertToVector256Single(s1), acc1);
-            acc2 = Fma.MultiplyAdd(Vector256.Create(*(float*)a2 * dw), Avx.ConvertToVector256Single(s2), acc2);
-            acc3 = Fma.MultiplyAdd(Vector256.Create(*(float*)a3 * dw), Avx.ConvertToVector256Single(s3), acc3);
-            acc4 = Fma.MultiplyAdd(Vector256.Create(*(float*)a4 * dw), Avx.ConvertToVector256Single(s4), acc4);
-            acc5 = Fma.MultiplyAdd(Vector256.Create(*(float*)a5 * dw), Avx.ConvertToVector256Single(s5), acc5);
-            acc6 = Fma.MultiplyAdd(Vector256.Create(*(float*)a6 * dw), Avx.ConvertToVector256Single(s6), acc6);
-            acc7 = Fma.MultiplyAdd(Vector256.Create(*(float*)a7 * dw), Avx.ConvertToVector256Single(s7), acc7);
-        }
-        y[0] = QuantDot.HorizontalSum(acc0);
-        y[yStride] = QuantDot.HorizontalSum(acc1);
-        y[2 * yStride] = QuantDot.HorizontalSum(acc2);
-        y[3 * yStride] = QuantDot.HorizontalSum(acc3);
-        y[4 * yStride] = QuantDot.HorizontalSum(acc4);
-        y[5 * yStride] = QuantDot.HorizontalSum(acc5);
-        y[6 * yStride] = QuantDot.HorizontalSum(acc6);
-        y[7 * yStride] = QuantDot.HorizontalSum(acc7);
-    }
-
-    /// <summary>Eight outputs of <see cref="Q4Avx2"/> at once (see <see cref="Q6Avx2Rows8"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Q4Avx2Rows8(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
     {
@@ -564,7 +459,7 @@ public static unsafe class KQuantDot
         y[7 * yStride] = WithMins(acc7, accM7);
     }
 
-    /// <summary>Four outputs of <see cref="Q5Avx2"/> at once (layout as <see cref="Q6Avx2Rows4"/>).</summary>
+    /// <summary>Four outputs of <see cref="Q5Avx2"/> at once (layout as <see cref="Q4Avx2Rows4"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Q5Avx2Rows4(byte* w, byte* a, nint aStride, int blocks, float* y, nint yStride)
     {

@@ -310,7 +310,7 @@ public sealed unsafe class MatMul : IDisposable
             batchTile = Math.Min(batch, 6 * PairedMaxTiles);
             EnsureTileState();
         }
-        if (t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K && batch > 1) // whole 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4; the VNNI tiles below)
+        if (t is GgmlType.Q4_K or GgmlType.Q5_K && batch > 1) // whole 1×8 / 1×4 tiles (KQuantDot.*Rows8, *Rows4; the 8 × 16 tiles below)
             batchTile = Math.Min(batch, Math.Max(8, batchTile & ~7));
         if (batchTiles) // whole 8×16 tiles (Q4KBatchDot, Q6KBatchDot, Q8BatchDot)
         {
@@ -342,32 +342,19 @@ public sealed unsafe class MatMul : IDisposable
     {
         if ((uint)row >= (uint)w.Rows) throw new ArgumentOutOfRangeException(nameof(row), row, $"row must be in [0, {w.Rows})");
         if (dst.Length != w.Cols) throw new ArgumentException($"destination holds {dst.Length} floats, the row has {w.Cols}", nameof(dst));
-        if (w.Layout == WeightLayout.Q4_0x8)
+        if (w.Layout != WeightLayout.Rows) // eight-row groups: unpack the row's lane
         {
+            const int groupRows = 8;
+            byte* group = w.Data + row / groupRows * w.RowBytes * groupRows;
+            int lane = row % groupRows, blocks = w.Cols / GgmlTypeInfo.BlockSize(w.Type);
             fixed (float* d = dst)
-                Q4_0x8Format.DequantizeRow(w.Data + row / Q4_0x8Format.GroupRows * w.RowBytes * Q4_0x8Format.GroupRows,
-                    row % Q4_0x8Format.GroupRows, d, w.Cols / Q4_0Format.BlockSize);
-            return;
-        }
-        if (w.Layout == WeightLayout.Q4_Kx8)
-        {
-            fixed (float* d = dst)
-                Q4_Kx8Format.DequantizeRow(w.Data + row / Q4_Kx8Format.GroupRows * w.RowBytes * Q4_Kx8Format.GroupRows,
-                    row % Q4_Kx8Format.GroupRows, d, w.Cols / Q4_KFormat.BlockSize);
-            return;
-        }
-        if (w.Layout == WeightLayout.Q6_Kx8)
-        {
-            fixed (float* d = dst)
-                Q6_Kx8Format.DequantizeRow(w.Data + row / Q6_Kx8Format.GroupRows * w.RowBytes * Q6_Kx8Format.GroupRows,
-                    row % Q6_Kx8Format.GroupRows, d, w.Cols / Q6_KFormat.BlockSize);
-            return;
-        }
-        if (w.Layout == WeightLayout.Q8_0x8)
-        {
-            fixed (float* d = dst)
-                Q8_0x8Format.DequantizeRow(w.Data + row / Q8_0x8Format.GroupRows * w.RowBytes * Q8_0x8Format.GroupRows,
-                    row % Q8_0x8Format.GroupRows, d, w.Cols / Q8_0Format.BlockSize);
+                switch (w.Layout)
+                {
+                    case WeightLayout.Q4_0x8: Q4_0x8Format.DequantizeRow(group, lane, d, blocks); break;
+                    case WeightLayout.Q4_Kx8: Q4_Kx8Format.DequantizeRow(group, lane, d, blocks); break;
+                    case WeightLayout.Q6_Kx8: Q6_Kx8Format.DequantizeRow(group, lane, d, blocks); break;
+                    default: Q8_0x8Format.DequantizeRow(group, lane, d, blocks); break;
+                }
             return;
         }
         byte* src = w.Row(row);
@@ -874,11 +861,12 @@ public sealed unsafe class MatMul : IDisposable
             // Decode reads each weight row once, straight from memory: fetch a row two rows ahead
             // while this one is computed (the hardware prefetcher stops at every 4 KiB page).
             bool prefetch = Batch == 1;
-            // Q4_K/Q5_K/Q6_K with several activation rows: each weight super-block is unpacked once
-            // for eight or four activation rows (same bits as the single-row kernel for every output).
-            bool rows4 = Batch >= 4 && CpuFeatures.Avx2Fma && t is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
-            // With AVX-512 the JIT has 32 vector registers: 1 × 8 tiles (Q4_K, Q6_K) keep all accumulators in registers.
-            bool rows8 = rows4 && System.Runtime.Intrinsics.X86.Avx512BW.VL.IsSupported && t is GgmlType.Q4_K or GgmlType.Q6_K;
+            // Q4_K/Q5_K with several activation rows: each weight super-block is unpacked once for eight or four
+            // activation rows (same bits as the single-row kernel for every output). Q6_K never gets here with several:
+            // on AVX2+FMA CPUs it takes the 8 × 16 tile (BatchTiles).
+            bool rows4 = Batch >= 4 && CpuFeatures.Avx2Fma && t is GgmlType.Q4_K or GgmlType.Q5_K;
+            // With AVX-512 the JIT has 32 vector registers: Q4_K's 1 × 8 tiles keep all accumulators in registers.
+            bool rows8 = rows4 && System.Runtime.Intrinsics.X86.Avx512BW.VL.IsSupported && t == GgmlType.Q4_K;
             for (int b0 = 0; b0 < Batch; b0 += BatchTile)
             {
                 int b1 = Math.Min(Batch, b0 + BatchTile);
@@ -896,15 +884,13 @@ public sealed unsafe class MatMul : IDisposable
                             {
                                 byte* ab = a + bStart * aStride;
                                 float* yb = y + bStart * rows + r;
-                                if (t == GgmlType.Q4_K) KQuantDot.Q4Avx2Rows8(wr, ab, aStride, blocks, yb, rows);
-                                else KQuantDot.Q6Avx2Rows8(wr, ab, aStride, blocks, yb, rows);
+                                KQuantDot.Q4Avx2Rows8(wr, ab, aStride, blocks, yb, rows);
                             }
                         for (; bStart + 4 <= b1; bStart += 4)
                         {
                             byte* ab = a + bStart * aStride;
                             float* yb = y + bStart * rows + r;
                             if (t == GgmlType.Q4_K) KQuantDot.Q4Avx2Rows4(wr, ab, aStride, blocks, yb, rows);
-                            else if (t == GgmlType.Q6_K) KQuantDot.Q6Avx2Rows4(wr, ab, aStride, blocks, yb, rows);
                             else KQuantDot.Q5Avx2Rows4(wr, ab, aStride, blocks, yb, rows);
                         }
                     }

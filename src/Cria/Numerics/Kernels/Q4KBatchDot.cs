@@ -141,7 +141,6 @@ public static unsafe class Q4KBatchDot
         Vector256<int>* sums = stackalloc Vector256<int>[TileColumns];
         for (int c = 0; c < 2 * TileColumns; c++) acc[c] = Vector256<float>.Zero;
 
-        Vector256<int> m3f = Vector256.Create(0x3F3F3F3F), m0f = Vector256.Create(0x0F0F0F0F), m03 = Vector256.Create(0x03030303);
         Vector256<byte> nibble = Vector256.Create((byte)0x0F);
         // Built once: as loop-dependent constants the JIT assembles them with scalar inserts every group.
         Vector256<byte> scale0 = ByteMask(0), scale1 = ByteMask(1), scale2 = ByteMask(2), scale3 = ByteMask(3);
@@ -151,11 +150,7 @@ public static unsafe class Q4KBatchDot
             nint o = (nint)i * TW.BlockStride;
             // Headers (d, dmin, 12 bytes of scales and mins): dword k of row r to lane r of u_{k-1}.
             TW.Header(w0, w1, w2, w3, w4, w5, w6, w7, o, out Vector256<int> u0, out Vector256<int> u1, out Vector256<int> u2, out Vector256<float> dw, out Vector256<float> dmw);
-            // Bytes 0..3 of scLow are scales 0..3, of scHigh scales 4..7; the same for the mins (see KQuantMath.ScaleMinK4).
-            Vector256<int> scLow = Avx2.And(u0, m3f);
-            Vector256<int> scHigh = Avx2.Or(Avx2.And(u2, m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u0, 6), m03), 4));
-            Vector256<int> mnLow = Avx2.And(u1, m3f);
-            Vector256<int> mnHigh = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(u2, 4), m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u1, 6), m03), 4));
+            ScalesAndMins(u0, u1, u2, out Vector256<int> scLow, out Vector256<int> scHigh, out Vector256<int> mnLow, out Vector256<int> mnHigh);
             // Min pairs (min_2l, min_2l+1) as two shorts per lane, for vpmaddwd with the activation's sub-block sums.
             Vector256<short> mp0 = Avx2.Shuffle(mnLow.AsByte(), pair0).AsInt16(), mp1 = Avx2.Shuffle(mnLow.AsByte(), pair2).AsInt16();
             Vector256<short> mp2 = Avx2.Shuffle(mnHigh.AsByte(), pair0).AsInt16(), mp3 = Avx2.Shuffle(mnHigh.AsByte(), pair2).AsInt16();
@@ -190,12 +185,7 @@ public static unsafe class Q4KBatchDot
             byte* ab = a + (nint)i * ABytes;
             for (int c = 0; c < nCols; c++, ab += aStride)
             {
-                // Sub-block sums of the activations (pairs of bsums), two per dword: (S_2l, S_2l+1).
-                Vector128<int> ss = Ssse3.HorizontalAdd(Sse2.LoadVector128((short*)(ab + 260)), Sse2.LoadVector128((short*)(ab + 276))).AsInt32();
-                Vector256<int> mins = Avx2.MultiplyAddAdjacent(mp0, Avx2.BroadcastScalarToVector256(ss).AsInt16());
-                mins = TD.Shorts(mins, mp1, Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 4)).AsInt16());
-                mins = TD.Shorts(mins, mp2, Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 8)).AsInt16());
-                mins = TD.Shorts(mins, mp3, Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 12)).AsInt16());
+                Vector256<int> mins = MinSums<TD>(mp0, mp1, mp2, mp3, ab);
                 Vector256<float> da = Vector256.Create(*(float*)ab);
                 acc[2 * c] = Fma.MultiplyAdd(Avx.Multiply(dw, da), Avx.ConvertToVector256Single(sums[c]), acc[2 * c]);
                 acc[2 * c + 1] = Fma.MultiplyAdd(Avx.Multiply(dmw, da), Avx.ConvertToVector256Single(mins), acc[2 * c + 1]);
@@ -205,6 +195,37 @@ public static unsafe class Q4KBatchDot
         {
             RowTranspose.StoreLanes(Avx.Subtract(acc[2 * c], acc[2 * c + 1]), y + c * yStride, nRows);
         }
+    }
+
+    /// <summary>
+    /// The eight rows' 6-bit scales and mins from their header dwords 1..3 (lane r: row r): bytes 0..3 of
+    /// <paramref name="scLow"/> are scales 0..3, of <paramref name="scHigh"/> scales 4..7; the same for the mins (see KQuantMath.ScaleMinK4).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void ScalesAndMins(Vector256<int> u0, Vector256<int> u1, Vector256<int> u2,
+        out Vector256<int> scLow, out Vector256<int> scHigh, out Vector256<int> mnLow, out Vector256<int> mnHigh)
+    {
+        Vector256<int> m3f = Vector256.Create(0x3F3F3F3F), m0f = Vector256.Create(0x0F0F0F0F), m03 = Vector256.Create(0x03030303);
+        scLow = Avx2.And(u0, m3f);
+        scHigh = Avx2.Or(Avx2.And(u2, m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u0, 6), m03), 4));
+        mnLow = Avx2.And(u1, m3f);
+        mnHigh = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(u2, 4), m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u1, 6), m03), 4));
+    }
+
+    /// <summary>
+    /// Σ_l min_l · S_l per row: the min pairs (min_2l, min_2l+1) as shorts (<paramref name="mp0"/>..<paramref name="mp3"/>,
+    /// l = 0..7) against the sub-block sums S of the Q8_K activation block at <paramref name="ab"/> (pairs of its bsums).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> MinSums<TD>(Vector256<short> mp0, Vector256<short> mp1, Vector256<short> mp2, Vector256<short> mp3, byte* ab)
+        where TD : struct, IntegerDots.ISteps
+    {
+        // Two sub-block sums per dword: (S_2l, S_2l+1).
+        Vector128<int> ss = Ssse3.HorizontalAdd(Sse2.LoadVector128((short*)(ab + 260)), Sse2.LoadVector128((short*)(ab + 276))).AsInt32();
+        Vector256<int> mins = Avx2.MultiplyAddAdjacent(mp0, Avx2.BroadcastScalarToVector256(ss).AsInt16());
+        mins = TD.Shorts(mins, mp1, Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 4)).AsInt16());
+        mins = TD.Shorts(mins, mp2, Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 8)).AsInt16());
+        return TD.Shorts(mins, mp3, Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 12)).AsInt16());
     }
 
     /// <summary>vpshufb mask putting byte <paramref name="k"/> of every dword into both of its shorts (zero-extended).</summary>

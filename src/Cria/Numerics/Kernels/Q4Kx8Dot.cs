@@ -48,18 +48,7 @@ public static unsafe class Q4Kx8Dot
             GroupVectors.Eight((int*)(w0 + o + Q4_Kx8Format.QuantOffset + 256 * g), PrefetchDistance, out p0, out p1, out p2, out p3, out p4, out p5, out p6, out p7);
     }
 
-    /// <summary>
-    /// The group at <paramref name="g"/> · activation rows <c>a + c·aStride</c> (c &lt; <paramref name="nCols"/> ≤
-    /// <see cref="Q4KBatchDot.TileColumns"/>): results to y[c·yStride + 0..7]. AVX2 + FMA; AVX-VNNI when the CPU has it.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Tile(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
-    {
-        if (AvxVnni.IsSupported) Tile<IntegerDots.Vnni>(g, a, aStride, nCols, blocks, y, yStride);
-        else Tile<IntegerDots.NoVnni>(g, a, aStride, nCols, blocks, y, yStride);
-    }
-
-    /// <summary><see cref="Tile"/> with the integer steps chosen by <typeparamref name="TD"/> (tests run both).</summary>
+    /// <summary><see cref="Kernel.Tile"/> with the integer steps chosen by <typeparamref name="TD"/> (tests run both).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile<TD>(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) where TD : struct, IntegerDots.ISteps
     {
@@ -68,18 +57,7 @@ public static unsafe class Q4Kx8Dot
     }
 
     /// <summary>
-    /// Decode: the group at <paramref name="g"/> · the one activation row at <paramref name="a"/>, results to y[0..7];
-    /// the same bits as <see cref="Tile"/> with one column. AVX2 + FMA; AVX-VNNI when the CPU has it.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Group(byte* g, byte* a, int blocks, float* y)
-    {
-        if (AvxVnni.IsSupported) Group<IntegerDots.Vnni>(g, a, blocks, y);
-        else Group<IntegerDots.NoVnni>(g, a, blocks, y);
-    }
-
-    /// <summary>
-    /// <see cref="Group"/> with the integer steps of <typeparamref name="TD"/> (tests run both). <see cref="Tile"/> with one column,
+    /// <see cref="Kernel.Group"/> with the integer steps of <typeparamref name="TD"/> (tests run both). <see cref="Kernel.Tile"/> with one column,
     /// its accumulators in registers and the four 64-element groups of a super-block unrolled into two integer chains
     /// (the super-block's integer sum is the same, so are the float steps).
     /// </summary>
@@ -87,17 +65,13 @@ public static unsafe class Q4Kx8Dot
     internal static void Group<TD>(byte* g, byte* a, int blocks, float* y) where TD : struct, IntegerDots.ISteps
     {
         Vector256<float> acc = Vector256<float>.Zero, accMin = Vector256<float>.Zero;
-        Vector256<int> m3f = Vector256.Create(0x3F3F3F3F), m0f = Vector256.Create(0x0F0F0F0F), m03 = Vector256.Create(0x03030303);
         Vector256<byte> nibble = Vector256.Create((byte)0x0F);
         Vector256<byte> scale0 = Q4KBatchDot.ByteMask(0), scale1 = Q4KBatchDot.ByteMask(1), scale2 = Q4KBatchDot.ByteMask(2), scale3 = Q4KBatchDot.ByteMask(3);
         Vector256<byte> pair0 = Q4KBatchDot.PairMask(0), pair2 = Q4KBatchDot.PairMask(2);
         for (int i = 0; i < blocks; i++, g += Q4_Kx8Format.BlockBytes, a += Q8_KFormat.BlockBytes)
         {
             GroupLayout.Header(g, g, g, g, g, g, g, g, 0, out Vector256<int> u0, out Vector256<int> u1, out Vector256<int> u2, out Vector256<float> dw, out Vector256<float> dmw);
-            Vector256<int> scLow = Avx2.And(u0, m3f);
-            Vector256<int> scHigh = Avx2.Or(Avx2.And(u2, m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u0, 6), m03), 4));
-            Vector256<int> mnLow = Avx2.And(u1, m3f);
-            Vector256<int> mnHigh = Avx2.Or(Avx2.And(Avx2.ShiftRightLogical(u2, 4), m0f), Avx2.ShiftLeftLogical(Avx2.And(Avx2.ShiftRightLogical(u1, 6), m03), 4));
+            Q4KBatchDot.ScalesAndMins(u0, u1, u2, out Vector256<int> scLow, out Vector256<int> scHigh, out Vector256<int> mnLow, out Vector256<int> mnHigh);
 
             byte* x = a + 4;
             Vector256<int> s0 = Quants<TD>(Vector256<int>.Zero, g, 0, x, scLow.AsByte(), scale0, scale1, nibble);
@@ -105,11 +79,8 @@ public static unsafe class Q4Kx8Dot
             s0 = Quants<TD>(s0, g, 2, x + 128, scHigh.AsByte(), scale0, scale1, nibble);
             s1 = Quants<TD>(s1, g, 3, x + 192, scHigh.AsByte(), scale2, scale3, nibble);
 
-            Vector128<int> ss = Ssse3.HorizontalAdd(Sse2.LoadVector128((short*)(a + 260)), Sse2.LoadVector128((short*)(a + 276))).AsInt32();
-            Vector256<int> mins = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(mnLow.AsByte(), pair0).AsInt16(), Avx2.BroadcastScalarToVector256(ss).AsInt16());
-            mins = TD.Shorts(mins, Avx2.Shuffle(mnLow.AsByte(), pair2).AsInt16(), Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 4)).AsInt16());
-            mins = TD.Shorts(mins, Avx2.Shuffle(mnHigh.AsByte(), pair0).AsInt16(), Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 8)).AsInt16());
-            mins = TD.Shorts(mins, Avx2.Shuffle(mnHigh.AsByte(), pair2).AsInt16(), Avx2.BroadcastScalarToVector256(Sse2.ShiftRightLogical128BitLane(ss, 12)).AsInt16());
+            Vector256<int> mins = Q4KBatchDot.MinSums<TD>(Avx2.Shuffle(mnLow.AsByte(), pair0).AsInt16(), Avx2.Shuffle(mnLow.AsByte(), pair2).AsInt16(),
+                Avx2.Shuffle(mnHigh.AsByte(), pair0).AsInt16(), Avx2.Shuffle(mnHigh.AsByte(), pair2).AsInt16(), a);
             Vector256<float> da = Vector256.Create(*(float*)a);
             acc = Fma.MultiplyAdd(Avx.Multiply(dw, da), Avx.ConvertToVector256Single(Avx2.Add(s0, s1)), acc);
             accMin = Fma.MultiplyAdd(Avx.Multiply(dmw, da), Avx.ConvertToVector256Single(mins), accMin);
@@ -139,18 +110,33 @@ public static unsafe class Q4Kx8Dot
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> High(Vector256<int> p, Vector256<byte> nibble) => Avx2.And(Avx2.ShiftRightLogical(p.AsUInt16(), 4).AsByte(), nibble);
 
-    /// <summary>This class's kernels for <see cref="MatMul"/>.</summary>
+    /// <summary>This class's kernels with the integer steps this CPU has (AVX-VNNI or plain AVX2), for <see cref="MatMul"/> and the tests.</summary>
     internal struct Kernel : IGroupKernel
     {
         public static int BlockSize => Q4_KFormat.BlockSize;
         public static int TileColumns => Q4KBatchDot.TileColumns;
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Group(byte* g, byte* a, int blocks, float* y) => Q4Kx8Dot.Group(g, a, blocks, y);
+        /// <summary>
+        /// Decode: the group at <paramref name="g"/> · the one activation row at <paramref name="a"/>, results to y[0..7];
+        /// the same bits as <see cref="Tile{TD}"/> with one column. AVX2 + FMA; AVX-VNNI when the CPU has it.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Group(byte* g, byte* a, int blocks, float* y)
+        {
+            if (AvxVnni.IsSupported) Q4Kx8Dot.Group<IntegerDots.Vnni>(g, a, blocks, y);
+            else Q4Kx8Dot.Group<IntegerDots.NoVnni>(g, a, blocks, y);
+        }
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Tile(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) =>
-            Q4Kx8Dot.Tile(g, a, aStride, nCols, blocks, y, yStride);
+        /// <summary>
+        /// The group at <paramref name="g"/> · activation rows <c>a + c·aStride</c> (c &lt; <paramref name="nCols"/> ≤
+        /// <see cref="Q4KBatchDot.TileColumns"/>): results to y[c·yStride + 0..7]. AVX2 + FMA; AVX-VNNI when the CPU has it.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Tile(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
+        {
+            if (AvxVnni.IsSupported) Q4Kx8Dot.Tile<IntegerDots.Vnni>(g, a, aStride, nCols, blocks, y, yStride);
+            else Q4Kx8Dot.Tile<IntegerDots.NoVnni>(g, a, aStride, nCols, blocks, y, yStride);
+        }
     }
 
     /// <summary>Scalar twin for the tests: each row of the group unpacked and multiplied in <see cref="Q4KBatchDot.DotScalar"/>'s order.</summary>

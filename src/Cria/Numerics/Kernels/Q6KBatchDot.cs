@@ -163,22 +163,11 @@ public static unsafe class Q6KBatchDot
             scales[12] = Scale(sc3, 0); scales[13] = Scale(sc3, 1); scales[14] = Scale(sc3, 2); scales[15] = Scale(sc3, 3);
 
             // The offset term Σ_k scale_k·bsum_k per activation row, from (scale_2l, scale_2l+1) short pairs.
-            Vector256<short> sp0 = SignedPair(sc0, 0), sp1 = SignedPair(sc0, 2), sp2 = SignedPair(sc1, 0), sp3 = SignedPair(sc1, 2);
-            Vector256<short> sp4 = SignedPair(sc2, 0), sp5 = SignedPair(sc2, 2), sp6 = SignedPair(sc3, 0), sp7 = SignedPair(sc3, 2);
+            ScalePairs(sc0, sc1, sc2, sc3, out Vector256<short> sp0, out Vector256<short> sp1, out Vector256<short> sp2, out Vector256<short> sp3,
+                out Vector256<short> sp4, out Vector256<short> sp5, out Vector256<short> sp6, out Vector256<short> sp7);
             byte* ab = a + (nint)i * ABytes;
             for (int c = 0; c < nCols; c++, ab += aStride)
-            {
-                int* bs = (int*)(ab + 260); // bsum pairs (bsum_2l, bsum_2l+1) as dwords
-                Vector256<int> off = Avx2.MultiplyAddAdjacent(sp0, Vector256.Create(bs[0]).AsInt16());
-                off = TD.Shorts(off, sp1, Vector256.Create(bs[1]).AsInt16());
-                off = TD.Shorts(off, sp2, Vector256.Create(bs[2]).AsInt16());
-                off = TD.Shorts(off, sp3, Vector256.Create(bs[3]).AsInt16());
-                off = TD.Shorts(off, sp4, Vector256.Create(bs[4]).AsInt16());
-                off = TD.Shorts(off, sp5, Vector256.Create(bs[5]).AsInt16());
-                off = TD.Shorts(off, sp6, Vector256.Create(bs[6]).AsInt16());
-                off = TD.Shorts(off, sp7, Vector256.Create(bs[7]).AsInt16());
-                sums[c] = Avx2.ShiftLeftLogical(Avx2.Subtract(Vector256<int>.Zero, off), 5); // −32·Σ scale·bsum
-            }
+                sums[c] = Avx2.ShiftLeftLogical(Avx2.Subtract(Vector256<int>.Zero, OffsetSums<TD>(sp0, sp1, sp2, sp3, sp4, sp5, sp6, sp7, ab)), 5); // −32·Σ scale·bsum
 
             for (int h = 0; h < 2; h++)
             {
@@ -256,9 +245,38 @@ public static unsafe class Q6KBatchDot
         return Avx2.ShiftRightArithmetic(Avx2.Shuffle(v.AsByte(), mask).AsInt32(), 24);
     }
 
+    /// <summary>The rows' scale pairs (scale_2l, scale_2l+1), l = 0..7, as two sign-extended shorts per lane, from their scale dwords.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void ScalePairs(Vector256<int> sc0, Vector256<int> sc1, Vector256<int> sc2, Vector256<int> sc3,
+        out Vector256<short> sp0, out Vector256<short> sp1, out Vector256<short> sp2, out Vector256<short> sp3,
+        out Vector256<short> sp4, out Vector256<short> sp5, out Vector256<short> sp6, out Vector256<short> sp7)
+    {
+        sp0 = SignedPair(sc0, 0); sp1 = SignedPair(sc0, 2); sp2 = SignedPair(sc1, 0); sp3 = SignedPair(sc1, 2);
+        sp4 = SignedPair(sc2, 0); sp5 = SignedPair(sc2, 2); sp6 = SignedPair(sc3, 0); sp7 = SignedPair(sc3, 2);
+    }
+
+    /// <summary>
+    /// Σ_k scale_k · bsum_k per row (the −32 offset's factor): the scale pairs from <see cref="ScalePairs"/> against the bsum
+    /// pairs (bsum_2l, bsum_2l+1) of the Q8_K activation block at <paramref name="ab"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> OffsetSums<TD>(Vector256<short> sp0, Vector256<short> sp1, Vector256<short> sp2, Vector256<short> sp3,
+        Vector256<short> sp4, Vector256<short> sp5, Vector256<short> sp6, Vector256<short> sp7, byte* ab) where TD : struct, IntegerDots.ISteps
+    {
+        int* bs = (int*)(ab + 260);
+        Vector256<int> off = Avx2.MultiplyAddAdjacent(sp0, Vector256.Create(bs[0]).AsInt16());
+        off = TD.Shorts(off, sp1, Vector256.Create(bs[1]).AsInt16());
+        off = TD.Shorts(off, sp2, Vector256.Create(bs[2]).AsInt16());
+        off = TD.Shorts(off, sp3, Vector256.Create(bs[3]).AsInt16());
+        off = TD.Shorts(off, sp4, Vector256.Create(bs[4]).AsInt16());
+        off = TD.Shorts(off, sp5, Vector256.Create(bs[5]).AsInt16());
+        off = TD.Shorts(off, sp6, Vector256.Create(bs[6]).AsInt16());
+        return TD.Shorts(off, sp7, Vector256.Create(bs[7]).AsInt16());
+    }
+
     /// <summary>Bytes k and k+1 of every dword as two sign-extended shorts (the byte moved to each short's top, then an arithmetic shift).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<short> SignedPair(Vector256<int> v, int k)
+    private static Vector256<short> SignedPair(Vector256<int> v, int k)
     {
         uint m = 0x00800080u | ((uint)k << 8) | ((uint)(k + 1) << 24);
         uint s = 0x04000400u;

@@ -9,7 +9,7 @@ namespace Cria.Numerics.Kernels;
 /// Q6_K weights repacked into eight-row groups (<see cref="Q6_Kx8Format"/>) · Q8_K activations: <see cref="Q6KBatchDot"/>'s
 /// tile, bit for bit (with or without AVX-VNNI), reading the transposed scales, high bits and low nibbles ready instead of
 /// transposing eight rows (thirteen 8 × 16-byte transposes per super-block column). Batches use the tile; decode (one
-/// activation row) uses <see cref="Group"/>, the tile with one column and its accumulators in registers. Every line is
+/// activation row) uses <see cref="Kernel.Group"/>, the tile with one column and its accumulators in registers. Every line is
 /// prefetched <see cref="PrefetchDistance"/> bytes ahead. <see cref="GroupScalar"/> is the scalar twin. There is no
 /// portable path: the layout is made only on CPUs with AVX2 and FMA.
 /// </summary>
@@ -54,18 +54,7 @@ public static unsafe class Q6Kx8Dot
             Fp16Format.ToSingle8Normalised((ushort*)(w0 + o + Q6_Kx8Format.DOffset));
     }
 
-    /// <summary>
-    /// The group at <paramref name="g"/> · activation rows <c>a + c·aStride</c> (c &lt; <paramref name="nCols"/> ≤
-    /// <see cref="Q6KBatchDot.TileColumns"/>): results to y[c·yStride + 0..7]. AVX2 + FMA; AVX-VNNI when the CPU has it.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Tile(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
-    {
-        if (AvxVnni.IsSupported) Tile<IntegerDots.Vnni>(g, a, aStride, nCols, blocks, y, yStride);
-        else Tile<IntegerDots.NoVnni>(g, a, aStride, nCols, blocks, y, yStride);
-    }
-
-    /// <summary><see cref="Tile"/> with the integer steps chosen by <typeparamref name="TD"/> (tests run both).</summary>
+    /// <summary><see cref="Kernel.Tile"/> with the integer steps chosen by <typeparamref name="TD"/> (tests run both).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tile<TD>(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) where TD : struct, IntegerDots.ISteps
     {
@@ -74,18 +63,7 @@ public static unsafe class Q6Kx8Dot
     }
 
     /// <summary>
-    /// Decode: the group at <paramref name="g"/> · the one activation row at <paramref name="a"/>, results to y[0..7]; the
-    /// same bits as <see cref="Tile"/> with one column. AVX2 + FMA; AVX-VNNI when the CPU has it.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Group(byte* g, byte* a, int blocks, float* y)
-    {
-        if (AvxVnni.IsSupported) Group<IntegerDots.Vnni>(g, a, blocks, y);
-        else Group<IntegerDots.NoVnni>(g, a, blocks, y);
-    }
-
-    /// <summary>
-    /// <see cref="Group"/> with the integer steps of <typeparamref name="TD"/> (tests run both): per super-block the same
+    /// <see cref="Kernel.Group"/> with the integer steps of <typeparamref name="TD"/> (tests run both): per super-block the same
     /// integer S = Σ_k scale_k·D_k − 32·Σ_k scale_k·bsum_k as the tile (added in another order, which integers allow), then
     /// the same fused multiply-add.
     /// </summary>
@@ -97,15 +75,9 @@ public static unsafe class Q6Kx8Dot
         for (int i = 0; i < blocks; i++, g += Q6_Kx8Format.BlockBytes, a += Q8_KFormat.BlockBytes)
         {
             GroupLayout.Scales(g, g, g, g, g, g, g, g, 0, out Vector256<int> sc0, out Vector256<int> sc1, out Vector256<int> sc2, out Vector256<int> sc3);
-            int* bs = (int*)(a + 260); // bsum pairs (bsum_2l, bsum_2l+1) as dwords
-            Vector256<int> off = Avx2.MultiplyAddAdjacent(Q6KBatchDot.SignedPair(sc0, 0), Vector256.Create(bs[0]).AsInt16());
-            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc0, 2), Vector256.Create(bs[1]).AsInt16());
-            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc1, 0), Vector256.Create(bs[2]).AsInt16());
-            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc1, 2), Vector256.Create(bs[3]).AsInt16());
-            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc2, 0), Vector256.Create(bs[4]).AsInt16());
-            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc2, 2), Vector256.Create(bs[5]).AsInt16());
-            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc3, 0), Vector256.Create(bs[6]).AsInt16());
-            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc3, 2), Vector256.Create(bs[7]).AsInt16());
+            Q6KBatchDot.ScalePairs(sc0, sc1, sc2, sc3, out Vector256<short> sp0, out Vector256<short> sp1, out Vector256<short> sp2, out Vector256<short> sp3,
+                out Vector256<short> sp4, out Vector256<short> sp5, out Vector256<short> sp6, out Vector256<short> sp7);
+            Vector256<int> off = Q6KBatchDot.OffsetSums<TD>(sp0, sp1, sp2, sp3, sp4, sp5, sp6, sp7, a);
 
             // Sub-blocks 8h + 2·part (+1) and 8h + 2·part + 4 (+1): scales k of dword k / 4, byte k % 4.
             byte* x = a + 4;
@@ -148,18 +120,33 @@ public static unsafe class Q6Kx8Dot
             Q6KBatchDot.High(p6, h6, second, nibble, high), Q6KBatchDot.High(p7, h7, second, nibble, high), x + 80), Q6KBatchDot.Scale(scHi, kHi + 1)));
     }
 
-    /// <summary>This class's kernels for <see cref="MatMul"/>.</summary>
+    /// <summary>This class's kernels with the integer steps this CPU has (AVX-VNNI or plain AVX2), for <see cref="MatMul"/> and the tests.</summary>
     internal struct Kernel : IGroupKernel
     {
         public static int BlockSize => Q6_KFormat.BlockSize;
         public static int TileColumns => Q6KBatchDot.TileColumns;
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Group(byte* g, byte* a, int blocks, float* y) => Q6Kx8Dot.Group(g, a, blocks, y);
+        /// <summary>
+        /// Decode: the group at <paramref name="g"/> · the one activation row at <paramref name="a"/>, results to y[0..7]; the
+        /// same bits as <see cref="Tile{TD}"/> with one column. AVX2 + FMA; AVX-VNNI when the CPU has it.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Group(byte* g, byte* a, int blocks, float* y)
+        {
+            if (AvxVnni.IsSupported) Q6Kx8Dot.Group<IntegerDots.Vnni>(g, a, blocks, y);
+            else Q6Kx8Dot.Group<IntegerDots.NoVnni>(g, a, blocks, y);
+        }
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Tile(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) =>
-            Q6Kx8Dot.Tile(g, a, aStride, nCols, blocks, y, yStride);
+        /// <summary>
+        /// The group at <paramref name="g"/> · activation rows <c>a + c·aStride</c> (c &lt; <paramref name="nCols"/> ≤
+        /// <see cref="Q6KBatchDot.TileColumns"/>): results to y[c·yStride + 0..7]. AVX2 + FMA; AVX-VNNI when the CPU has it.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Tile(byte* g, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
+        {
+            if (AvxVnni.IsSupported) Q6Kx8Dot.Tile<IntegerDots.Vnni>(g, a, aStride, nCols, blocks, y, yStride);
+            else Q6Kx8Dot.Tile<IntegerDots.NoVnni>(g, a, aStride, nCols, blocks, y, yStride);
+        }
     }
 
     /// <summary>Scalar twin for the tests: each row of the group unpacked and multiplied in <see cref="Q6KBatchDot.DotScalar"/>'s order.</summary>
