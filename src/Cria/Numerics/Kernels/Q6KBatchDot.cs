@@ -276,7 +276,7 @@ public static unsafe class Q6KBatchDot
 
     /// <summary>Bytes k and k+1 of every dword as two sign-extended shorts (the byte moved to each short's top, then an arithmetic shift).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> SignedPair(Vector256<int> v, int k)
+    internal static Vector256<short> SignedPair(Vector256<int> v, int k)
     {
         uint m = 0x00800080u | ((uint)k << 8) | ((uint)(k + 1) << 24);
         uint s = 0x04000400u;

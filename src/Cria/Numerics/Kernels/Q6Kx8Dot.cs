@@ -75,9 +75,16 @@ public static unsafe class Q6Kx8Dot
         for (int i = 0; i < blocks; i++, g += Q6_Kx8Format.BlockBytes, a += Q8_KFormat.BlockBytes)
         {
             GroupLayout.Scales(g, g, g, g, g, g, g, g, 0, out Vector256<int> sc0, out Vector256<int> sc1, out Vector256<int> sc2, out Vector256<int> sc3);
-            Q6KBatchDot.ScalePairs(sc0, sc1, sc2, sc3, out Vector256<short> sp0, out Vector256<short> sp1, out Vector256<short> sp2, out Vector256<short> sp3,
-                out Vector256<short> sp4, out Vector256<short> sp5, out Vector256<short> sp6, out Vector256<short> sp7);
-            Vector256<int> off = Q6KBatchDot.OffsetSums<TD>(sp0, sp1, sp2, sp3, sp4, sp5, sp6, sp7, a);
+            // Σ_k scale_k·bsum_k: each scale pair formed where it is used (eight pairs held at once would spill registers).
+            int* bs = (int*)(a + 260); // bsum pairs (bsum_2l, bsum_2l+1) as dwords
+            Vector256<int> off = Avx2.MultiplyAddAdjacent(Q6KBatchDot.SignedPair(sc0, 0), Vector256.Create(bs[0]).AsInt16());
+            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc0, 2), Vector256.Create(bs[1]).AsInt16());
+            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc1, 0), Vector256.Create(bs[2]).AsInt16());
+            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc1, 2), Vector256.Create(bs[3]).AsInt16());
+            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc2, 0), Vector256.Create(bs[4]).AsInt16());
+            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc2, 2), Vector256.Create(bs[5]).AsInt16());
+            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc3, 0), Vector256.Create(bs[6]).AsInt16());
+            off = TD.Shorts(off, Q6KBatchDot.SignedPair(sc3, 2), Vector256.Create(bs[7]).AsInt16());
 
             // Sub-blocks 8h + 2·part (+1) and 8h + 2·part + 4 (+1): scales k of dword k / 4, byte k % 4.
             byte* x = a + 4;
