@@ -23,7 +23,7 @@ namespace Cria.Bench;
 /// </summary>
 public static class Program
 {
-    private sealed record Options(string Model, int Prompt, int Generate, int Threads, int Repetitions, bool FlashAttention, ulong Seed, bool Bandwidth);
+    private sealed record Options(string Model, int Prompt, int Generate, int Threads, int Repetitions, bool FlashAttention, ulong Seed, bool Bandwidth, string? RepackCache);
 
     public static int Main(string[] args)
     {
@@ -47,7 +47,7 @@ public static class Program
         });
 
         int ctxSize = o.Prompt + o.Generate;
-        using var cria = LlamaModel.Load(o.Model, new ModelOptions { Threads = o.Threads });
+        using var cria = LlamaModel.Load(o.Model, new ModelOptions { Threads = o.Threads, RepackCacheDirectory = o.RepackCache });
         using var criaCtx = cria.CreateContext(new ContextOptions { ContextSize = ctxSize, BatchSize = Math.Max(1, o.Prompt), KvCacheType = KvCacheType.F16 });
 
         var p = new ModelParams(o.Model)
@@ -62,7 +62,9 @@ public static class Program
             TypeV = GGMLType.GGML_TYPE_F16,
             FlashAttention = o.FlashAttention,
         };
+        long llamaLoadStart = Stopwatch.GetTimestamp();
         using var llamaWeights = LLamaWeights.LoadFromFile(p);
+        double llamaLoadMs = Stopwatch.GetElapsedTime(llamaLoadStart).TotalMilliseconds;
         using var llamaCtx = llamaWeights.CreateContext(p);
 
         int vocab = cria.Config.VocabularySize;
@@ -80,6 +82,15 @@ public static class Program
         Console.WriteLine($"settings:   -p {o.Prompt} -n {o.Generate} -t {o.Threads} -r {o.Repetitions}; KV cache F16 on both; llama.cpp flash attention {(o.FlashAttention ? "on" : "off")}; context {ctxSize}");
         Console.WriteLine($"Cria:       kernels {CpuFeatures.Describe()}, {Environment.ProcessorCount} logical CPUs, .NET {Environment.Version}");
         Console.WriteLine($"llama.cpp:  LLamaSharp 0.30.0 native; {Marshal.PtrToStringAnsi(NativeApi.llama_print_system_info())?.Trim()}");
+        string cache = cria.Weights.RepackCacheState switch
+        {
+            RepackCacheState.Loaded => ", mapped from the repack cache",
+            RepackCacheState.Written => ", repacked and the repack cache written",
+            RepackCacheState.Failed => ", repacked (the repack cache could not be written)",
+            _ => cria.Weights.RepackedBytes > 0 ? ", repacked in memory" : "",
+        };
+        Console.WriteLine($"load:       Cria {cria.LoadTime.TotalMilliseconds:F0} ms ({cria.Weights.RepackedBytes / 1048576.0:F1} MiB in eight-row groups{cache}), " +
+                          $"llama.cpp {llamaLoadMs:F0} ms (weights only; loaded second, after Cria)");
         Console.WriteLine();
 
         var tests = new List<(string Name, Func<double> Cria, Func<double> Llama)>();
@@ -184,12 +195,13 @@ public static class Program
     }
 
     private const string Usage =
-        "usage: cria-bench -m FILE [-p 512] [-n 128] [-t threads] [-r 5] [--fa] [--seed 1]\n" +
+        "usage: cria-bench -m FILE [-p 512] [-n 128] [-t threads] [-r 5] [--fa] [--seed 1] [--bandwidth] [--repack-cache DIR]\n" +
         "  -p N   prompt tokens evaluated in one batch (pp test; 0 skips it)\n" +
         "  -n N   tokens generated one at a time, greedily (tg test; 0 skips it)\n" +
         "  -t N   threads for both engines (default: physical cores as Cria counts them)\n" +
         "  -r N   timed repetitions per test and engine, after one warm-up\n" +
         "  --fa   turn llama.cpp's flash attention on (default off, as llama-bench; Cria has none)\n" +
+        "  --repack-cache DIR  Cria maps its repacked weights from a cache in DIR (written there on the first load)\n" +
         "  --bandwidth  also measure read bandwidth (-t threads streaming with prefetch) and report tg as a\n" +
         "               share of it (weight bytes read per token × tokens/s ÷ bandwidth), against: a 1 GiB buffer\n" +
         "               and the model's mapped weights (best of 5 passes each, after the runs), and per tg\n" +
@@ -201,6 +213,7 @@ public static class Program
         int p = 512, n = 128, t = Cria.Numerics.Threading.WorkerPool.DefaultThreadCount, r = 5;
         bool fa = false, bandwidth = false;
         ulong seed = 1;
+        string? repackCache = null;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -216,13 +229,14 @@ public static class Program
                 case "--fa": fa = true; break;
                 case "--bandwidth": bandwidth = true; break;
                 case "--seed": seed = (ulong)Int(0); break;
+                case "--repack-cache": repackCache = Next(); break;
                 case "-h" or "--help": throw new ArgumentException("help requested");
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }
         }
         if (model is null) throw new ArgumentException("-m FILE is required");
         if (p + n == 0) throw new ArgumentException("nothing to measure: -p and -n are both 0");
-        return new Options(model, p, n, t, r, fa, seed, bandwidth);
+        return new Options(model, p, n, t, r, fa, seed, bandwidth, repackCache);
     }
 
     // ---------------------------------------------------------------- Cria

@@ -23,10 +23,10 @@ internal static class BenchCommand
         var reps = new Option<int>("--repetitions", "-r") { Description = "measured repetitions of each test", DefaultValueFactory = _ => 5 };
         var kv = CommonOptions.KvType();
         var batch = new Option<int>("--batch-size", "-b") { Description = "most tokens per forward pass in pp", DefaultValueFactory = _ => 512 };
-        var noRepack = CommonOptions.NoRepack();
+        var repack = new RepackOptions();
         var json = new Option<bool>("--json") { Description = "print one JSON object (pp and tg are mean tokens per second)" };
         var cmd = new Command("bench", "measure prompt processing (pp) and generation (tg) speed like llama-bench");
-        foreach (Option o in new Option[] { model, pp, tg, threads, reps, kv, batch, noRepack, json }) cmd.Options.Add(o);
+        foreach (Option o in new Option[] { model, pp, tg, threads, reps, kv, batch, repack.NoRepack, repack.Cache, json }) cmd.Options.Add(o);
         cmd.SetAction((ParseResult r, CancellationToken ct) => Task.FromResult(CliErrors.Guard(() =>
         {
             int nPrompt = r.GetValue(pp), nGen = r.GetValue(tg), nReps = r.GetValue(reps), nBatch = r.GetValue(batch);
@@ -39,7 +39,7 @@ internal static class BenchCommand
             int nThreads = CommonOptions.ResolveThreads(r.GetValue(threads));
             string path = CliErrors.RequireModelFile(r.GetValue(model));
 
-            using var llama = LlamaModel.Load(path, new ModelOptions { Threads = nThreads, RepackWeights = !r.GetValue(noRepack) });
+            using var llama = RepackOptions.Load(path, repack.ModelOptions(r, nThreads));
             int ctxSize = Math.Max(nPrompt, nGen);
             if (ctxSize > llama.Config.ContextLength)
                 Console.Error.WriteLine($"note: the test needs {ctxSize} positions, more than the model's training context {llama.Config.ContextLength}");
@@ -104,6 +104,7 @@ internal static class BenchCommand
                     ["tg_stddev"] = nGen > 0 ? tgStd : null,
                     ["load_ms"] = llama.LoadTime.TotalMilliseconds,
                     ["repacked_mib"] = Math.Round(llama.Weights.RepackedBytes / 1048576.0, 2),
+                    ["repack_cache"] = llama.Weights.RepackCacheState.ToString().ToLowerInvariant(),
                 };
                 Console.Out.WriteLine(JsonSerializer.Serialize(o, new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
             }
@@ -111,8 +112,9 @@ internal static class BenchCommand
             {
                 Console.Out.WriteLine(string.Format(inv, "model {0} ({1:F1} MiB), {2} threads, kernels {3}, KV {4}, {5} repetitions",
                     modelName, sizeMiB, nThreads, CpuFeatures.Describe(), kvType.ToString().ToLowerInvariant(), nReps));
-                Console.Out.WriteLine(string.Format(inv, "loaded in {0:F0} ms, {1:F1} MiB of Q4_0/Q4_K/Q8_0 weights repacked into eight-row groups",
-                    llama.LoadTime.TotalMilliseconds, llama.Weights.RepackedBytes / 1048576.0));
+                Console.Out.WriteLine(string.Format(inv, "loaded in {0:F0} ms, {1:F1} MiB of Q4_0/Q8_0/Q4_K/Q6_K weights in eight-row groups{2}",
+                    llama.LoadTime.TotalMilliseconds, llama.Weights.RepackedBytes / 1048576.0,
+                    llama.Weights.RepackCacheState == RepackCacheState.Loaded ? " (mapped from the repack cache)" : ""));
                 if (nPrompt > 0) Console.Out.WriteLine(string.Format(inv, "pp{0,-5} {1,10:F2} ± {2:F2} tok/s", nPrompt, ppMean, ppStd));
                 if (nGen > 0) Console.Out.WriteLine(string.Format(inv, "tg{0,-5} {1,10:F2} ± {2:F2} tok/s", nGen, tgMean, tgStd));
             }

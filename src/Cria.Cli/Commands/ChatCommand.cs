@@ -25,11 +25,11 @@ internal static class ChatCommand
         var template = CommonOptions.ChatTemplate();
         var ctx = CommonOptions.Context();
         var threads = CommonOptions.Threads();
-        var noRepack = CommonOptions.NoRepack();
+        var repack = new RepackOptions();
         var kv = CommonOptions.KvType();
 
         var cmd = new Command("chat", "chat with a model interactively (stdin/stdout)");
-        foreach (Option o in new Option[] { model, system, n, temp, seed, dropOldest, template, ctx, threads, kv, noRepack })
+        foreach (Option o in new Option[] { model, system, n, temp, seed, dropOldest, template, ctx, threads, kv, repack.NoRepack, repack.Cache })
             cmd.Options.Add(o);
         // A synchronous action: Ctrl-C is handled here (it stops an answer) rather than ending the process.
         cmd.SetAction((ParseResult r) => CliErrors.Guard(() =>
@@ -42,7 +42,7 @@ internal static class ChatCommand
             ChatTemplate? chatTemplate = CommonOptions.ResolveChatTemplate(r.GetValue(template));
             string path = CliErrors.RequireModelFile(r.GetValue(model));
 
-            using var llama = LlamaModel.Load(path, new ModelOptions { Threads = nThreads, RepackWeights = !r.GetValue(noRepack) });
+            using var llama = RepackOptions.Load(path, repack.ModelOptions(r, nThreads));
             int ctxSize = CommonOptions.ResolveContext(r.GetValue(ctx), llama.Config.ContextLength);
             using var session = new LlamaSession(llama, new ContextOptions { ContextSize = ctxSize, KvCacheType = kvType });
             var chat = new ChatSession(session, new ChatSessionOptions

@@ -1,6 +1,42 @@
 using System.CommandLine;
+using Cria.Model;
 
 namespace Cria.Cli.Commands;
+
+/// <summary>--no-repack and --repack-cache: how a command loads the weights.</summary>
+internal sealed class RepackOptions
+{
+    public Option<bool> NoRepack { get; } = new("--no-repack")
+    {
+        Description = "read Q4_0, Q8_0, Q4_K and Q6_K weights from the mapped file as they are, instead of repacking them at load into the faster eight-row groups",
+    };
+
+    public Option<string?> Cache { get; } = new("--repack-cache")
+    {
+        Description = "directory for a cache of the repacked weights (default: $CRIA_REPACK_CACHE, else none): the first load writes it, "
+                      + "as large as those weights; later loads of the same model file map it instead of repacking",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable("CRIA_REPACK_CACHE") is { Length: > 0 } dir ? dir : null,
+    };
+
+    public Option[] All => [NoRepack, Cache];
+
+    public ModelOptions ModelOptions(ParseResult r, int threads)
+    {
+        string? cache = r.GetValue(Cache);
+        if (cache is { Length: 0 }) cache = null;
+        if (cache is not null && File.Exists(cache)) throw new CliException($"--repack-cache: {cache} is a file, not a directory");
+        return new ModelOptions { Threads = threads, RepackWeights = !r.GetValue(NoRepack), RepackCacheDirectory = cache };
+    }
+
+    /// <summary>Loads the model and says on stderr what became of the repack cache, when one was asked for.</summary>
+    public static LlamaModel Load(string path, ModelOptions options)
+    {
+        var model = LlamaModel.Load(path, options);
+        if (model.Weights.RepackCacheMessage is { } message)
+            Console.Error.WriteLine(model.Weights.RepackCacheState == RepackCacheState.Failed ? $"cria: warning: {message}" : $"cria: {message}");
+        return model;
+    }
+}
 
 /// <summary>Options shared by several verbs, built fresh for each command.</summary>
 internal static class CommonOptions
@@ -10,7 +46,6 @@ internal static class CommonOptions
     public static Option<string?> PromptFile() => new("--file", "-f") { Description = "read the prompt from a file (raw UTF-8)" };
     public static Option<int> Context() => new("--ctx-size", "-c") { Description = "context size in tokens (0: the model's, at most 4096)", DefaultValueFactory = _ => 0 };
     public static Option<int> Threads() => new("--threads", "-t") { Description = "threads (default: physical cores)", DefaultValueFactory = _ => 0 };
-    public static Option<bool> NoRepack() => new("--no-repack") { Description = "read Q4_0 and Q4_K weights from the mapped file as they are, instead of repacking them at load into the faster eight-row groups" };
     public static Option<string> KvType() => new("--kv-type") { Description = "KV cache element type: f16 (default) or f32", DefaultValueFactory = _ => "f16" };
     public static Option<float> Temperature(float defaultValue) => new("--temp") { Description = "temperature (0: greedy)", DefaultValueFactory = _ => defaultValue };
     public static Option<ulong?> Seed() => new("--seed", "-s") { Description = "random seed (default: random)" };

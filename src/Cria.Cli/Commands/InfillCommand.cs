@@ -20,11 +20,11 @@ internal static class InfillCommand
         var spm = new Option<bool>("--spm-infill") { Description = "suffix/prefix/middle order instead of prefix/suffix/middle" };
         var ctx = CommonOptions.Context();
         var threads = CommonOptions.Threads();
-        var noRepack = CommonOptions.NoRepack();
+        var repack = new RepackOptions();
         var kv = CommonOptions.KvType();
 
         var cmd = new Command("infill", "fill in the middle between --prefix and --suffix (Code Llama)");
-        foreach (Option o in new Option[] { model, prefix, suffix, n, temp, seed, spm, ctx, threads, kv, noRepack })
+        foreach (Option o in new Option[] { model, prefix, suffix, n, temp, seed, spm, ctx, threads, kv, repack.NoRepack, repack.Cache })
             cmd.Options.Add(o);
         cmd.SetAction((ParseResult r, CancellationToken ct) => Task.FromResult(CliErrors.Guard(() =>
         {
@@ -35,7 +35,7 @@ internal static class InfillCommand
             int nThreads = CommonOptions.ResolveThreads(r.GetValue(threads));
             string path = CliErrors.RequireModelFile(r.GetValue(model));
 
-            using var llama = LlamaModel.Load(path, new ModelOptions { Threads = nThreads, RepackWeights = !r.GetValue(noRepack) });
+            using var llama = RepackOptions.Load(path, repack.ModelOptions(r, nThreads));
             Infill.RequireSupport(llama.Vocabulary); // a clear "error:" line when the model has no FIM tokens
             int ctxSize = CommonOptions.ResolveContext(r.GetValue(ctx), llama.Config.ContextLength);
             using var session = new LlamaSession(llama, new ContextOptions { ContextSize = ctxSize, KvCacheType = kvType });

@@ -21,9 +21,9 @@ internal static class LogitsCommand
         var kv = CommonOptions.KvType();
         var ctx = CommonOptions.Context();
         var threads = CommonOptions.Threads();
-        var noRepack = CommonOptions.NoRepack();
+        var repack = new RepackOptions();
         var cmd = new Command("logits", "print the logits of a prompt as JSON");
-        foreach (Option o in new Option[] { model, prompt, file, all, noBos, special, kv, ctx, threads, noRepack })
+        foreach (Option o in new Option[] { model, prompt, file, all, noBos, special, kv, ctx, threads, repack.NoRepack, repack.Cache })
             cmd.Options.Add(o);
         cmd.SetAction(r => CliErrors.Guard(() =>
         {
@@ -31,7 +31,7 @@ internal static class LogitsCommand
             var kvType = CliErrors.ParseKvType(r.GetValue(kv));
             int nThreads = CommonOptions.ResolveThreads(r.GetValue(threads));
             string path = CliErrors.RequireModelFile(r.GetValue(model));
-            using var llama = LlamaModel.Load(path, new ModelOptions { Threads = nThreads, RepackWeights = !r.GetValue(noRepack) });
+            using var llama = RepackOptions.Load(path, repack.ModelOptions(r, nThreads));
             int[] tokens = llama.Tokenizer.Encode(text, addSpecial: !r.GetValue(noBos), parseSpecial: r.GetValue(special));
             if (tokens.Length == 0) throw new CliException("the prompt has no tokens (empty text without BOS)");
             int ctxSize = CommonOptions.ResolveContext(r.GetValue(ctx), llama.Config.ContextLength);

@@ -17,9 +17,9 @@ internal static class PerplexityCommand
         var chunks = new Option<int>("--chunks") { Description = "score at most this many chunks (-1: all)", DefaultValueFactory = _ => -1 };
         var kv = CommonOptions.KvType();
         var threads = CommonOptions.Threads();
-        var noRepack = CommonOptions.NoRepack();
+        var repack = new RepackOptions();
         var cmd = new Command("perplexity", "measure perplexity over a text the way llama-perplexity does");
-        foreach (Option o in new Option[] { model, file, ctx, batch, chunks, kv, threads, noRepack }) cmd.Options.Add(o);
+        foreach (Option o in new Option[] { model, file, ctx, batch, chunks, kv, threads, repack.NoRepack, repack.Cache }) cmd.Options.Add(o);
         cmd.SetAction((ParseResult r, CancellationToken ct) => Task.FromResult(CliErrors.Guard(() =>
         {
             string text = CliErrors.ReadPromptFile(r.GetValue(file)!);
@@ -30,7 +30,7 @@ internal static class PerplexityCommand
             var kvType = CliErrors.ParseKvType(r.GetValue(kv));
             int nThreads = CommonOptions.ResolveThreads(r.GetValue(threads));
             string path = CliErrors.RequireModelFile(r.GetValue(model));
-            using var llama = LlamaModel.Load(path, new ModelOptions { Threads = nThreads, RepackWeights = !r.GetValue(noRepack) });
+            using var llama = RepackOptions.Load(path, repack.ModelOptions(r, nThreads));
             var inv = CultureInfo.InvariantCulture;
             var result = Perplexity.Compute(llama, text, c, b, n, kvType, p =>
             {

@@ -29,13 +29,13 @@ internal static class RunCommand
         var seed = CommonOptions.Seed();
         var ctx = CommonOptions.Context();
         var threads = CommonOptions.Threads();
-        var noRepack = CommonOptions.NoRepack();
+        var repack = new RepackOptions();
         var kv = CommonOptions.KvType();
         var noBos = CommonOptions.NoBos();
         var special = CommonOptions.Special();
 
         var cmd = new Command("run", "generate text from a prompt");
-        foreach (Option o in new Option[] { model, prompt, file, n, temp, topK, topP, minP, repeat, repeatLastN, freq, presence, seed, ctx, threads, kv, noBos, special, noRepack })
+        foreach (Option o in new Option[] { model, prompt, file, n, temp, topK, topP, minP, repeat, repeatLastN, freq, presence, seed, ctx, threads, kv, noBos, special, repack.NoRepack, repack.Cache })
             cmd.Options.Add(o);
         cmd.SetAction((ParseResult r, CancellationToken ct) => Task.FromResult(CliErrors.Guard(() =>
         {
@@ -59,7 +59,7 @@ internal static class RunCommand
             int nThreads = CommonOptions.ResolveThreads(r.GetValue(threads));
             string path = CliErrors.RequireModelFile(r.GetValue(model));
 
-            using var llama = LlamaModel.Load(path, new ModelOptions { Threads = nThreads, RepackWeights = !r.GetValue(noRepack) });
+            using var llama = RepackOptions.Load(path, repack.ModelOptions(r, nThreads));
             int ctxSize = CommonOptions.ResolveContext(r.GetValue(ctx), llama.Config.ContextLength);
             using var session = new LlamaSession(llama, new ContextOptions { ContextSize = ctxSize, KvCacheType = kvType });
             var options = new GenerationOptions

@@ -24,11 +24,11 @@ internal static class ServeCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "log every request on stderr" };
         var ctx = CommonOptions.Context();
         var threads = CommonOptions.Threads();
-        var noRepack = CommonOptions.NoRepack();
+        var repack = new RepackOptions();
         var kv = CommonOptions.KvType();
 
         var cmd = new Command("serve", "serve a model over HTTP with an OpenAI-compatible API");
-        foreach (Option o in new Option[] { model, host, port, parallel, queue, ctx, apiKey, template, alias, threads, kv, verbose, noRepack })
+        foreach (Option o in new Option[] { model, host, port, parallel, queue, ctx, apiKey, template, alias, threads, kv, verbose, repack.NoRepack, repack.Cache })
             cmd.Options.Add(o);
         cmd.SetAction((ParseResult r, CancellationToken ct) => Task.FromResult(CliErrors.Guard(() =>
         {
@@ -47,7 +47,7 @@ internal static class ServeCommand
             ChatTemplate? chatTemplate = CommonOptions.ResolveChatTemplate(r.GetValue(template));
             string path = CliErrors.RequireModelFile(r.GetValue(model));
 
-            using var llama = LlamaModel.Load(path, new ModelOptions { Threads = nThreads, RepackWeights = !r.GetValue(noRepack) });
+            using var llama = RepackOptions.Load(path, repack.ModelOptions(r, nThreads));
             int ctxSize = CommonOptions.ResolveContext(r.GetValue(ctx), llama.Config.ContextLength);
             var options = new ServerOptions
             {

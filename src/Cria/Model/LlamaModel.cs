@@ -12,13 +12,23 @@ public sealed record ModelOptions
     public int Threads { get; init; } = WorkerPool.DefaultThreadCount;
 
     /// <summary>
-    /// Copy the Q4_0, Q8_0 and Q4_K matrices (Q4_K on CPUs with AVX2 and FMA) at load into eight-row groups, which decode
+    /// Copy the Q4_0, Q8_0, Q4_K and Q6_K matrices (Q4_K and Q6_K on CPUs with AVX2 and FMA) at load into eight-row groups, which decode
     /// and prompt processing read faster than the file's rows (the file's pages of those tensors are then
     /// never mapped in, so memory stays one copy). Off: every matrix is read from the mapping, and loading
     /// touches nothing. Results differ from the unrepacked ones by float rounding in decode (the batched
     /// order). Default: on.
     /// </summary>
     public bool RepackWeights { get; init; } = true;
+
+    /// <summary>
+    /// A directory for the repack cache, or null (the default) for none. With repacking on, a load maps the repacked
+    /// matrices from a cache file made from the same model file (same length, modification time and GGUF header) in
+    /// this directory instead of repacking them, which makes it about as fast as a load without repacking; when there
+    /// is none (or it is stale or damaged), the load repacks in memory and writes one (as large as the repacked
+    /// matrices) for later loads. A cache that cannot be written does not fail the load; see
+    /// <see cref="LlamaWeights.RepackCacheMessage"/>.
+    /// </summary>
+    public string? RepackCacheDirectory { get; init; }
 }
 
 /// <summary>
@@ -69,7 +79,7 @@ public sealed class LlamaModel : IDisposable
             ITokenizer tokenizer;
             try { tokenizer = TokenizerFactory.Create(vocabulary); }
             catch (NotSupportedException e) { throw new ModelLoadException(e.Message); }
-            var weights = LlamaWeights.FromGguf(file, config, options.RepackWeights ? options.Threads : 0);
+            var weights = LlamaWeights.FromGguf(file, config, options.RepackWeights ? options.Threads : 0, options.RepackCacheDirectory);
             var pool = new WorkerPool(options.Threads);
             return new LlamaModel(file, config, weights, tokenizer, pool, sw.Elapsed);
         }

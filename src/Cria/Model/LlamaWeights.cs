@@ -44,25 +44,39 @@ public sealed class LlamaWeights : IDisposable
     /// </summary>
     public float[]? RopeFrequencyFactors { get; init; }
 
-    /// <summary>Bytes of weights held in repacked copies (0 when nothing was repacked).</summary>
+    /// <summary>Bytes of weights held in repacked layouts, in memory or mapped from the repack cache (0 when nothing was repacked).</summary>
     public long RepackedBytes { get; private init; }
+
+    /// <summary>What became of the repack cache at load.</summary>
+    public RepackCacheState RepackCacheState { get; private set; }
+
+    /// <summary>The repack cache's path and what happened to it at load, for the user; null when none was asked for.</summary>
+    public string? RepackCacheMessage { get; private set; }
 
     /// <summary>The weights of <paramref name="file"/>, all pointing into its mapping.</summary>
     public static LlamaWeights FromGguf(GgufFile file, LlamaConfig c) => FromGguf(file, c, repackThreads: 0);
 
     /// <summary>
     /// The weights of <paramref name="file"/>; with <paramref name="repackThreads"/> ≥ 1 the matrices
-    /// <see cref="WeightRepacker.CanRepack"/> accepts are repacked on that many threads.
+    /// <see cref="WeightRepacker.CanRepack"/> accepts are repacked on that many threads, or mapped from a
+    /// <see cref="RepackCache"/> file in <paramref name="repackCacheDirectory"/> when one was made from this file (and
+    /// written there when not).
     /// </summary>
-    public static LlamaWeights FromGguf(GgufFile file, LlamaConfig c, int repackThreads)
+    public static LlamaWeights FromGguf(GgufFile file, LlamaConfig c, int repackThreads, string? repackCacheDirectory = null)
     {
         if (file.Tensors.Count == 0)
             throw new ModelLoadException("the file has no tensors: it is a vocabulary-only GGUF, which can tokenize but not run");
-        var repacker = repackThreads >= 1 ? new WeightRepacker(file, repackThreads) : null;
+        WeightRepacker? repacker = null;
         try
         {
+            if (repackThreads >= 1) repacker = new WeightRepacker(file, repackThreads, repackCacheDirectory);
             var weights = Read(file, c, repacker);
-            repacker?.CloseFile();
+            if (repacker is not null)
+            {
+                repacker.Finish();
+                weights.RepackCacheState = repacker.CacheState;
+                weights.RepackCacheMessage = repacker.CacheMessage;
+            }
             return weights;
         }
         catch

@@ -14,6 +14,10 @@ namespace Cria.Model;
 /// mapping, so the mapped pages of a repacked tensor are never touched: the process holds one copy
 /// of those weights (the repacked one), and the page cache, not the process, holds the file.
 /// Matrices are repacked on <c>threads</c> threads, a run of groups per task.
+/// <para>
+/// With a cache directory, the repacked matrices are mapped from a <see cref="RepackCache"/> file when one made from
+/// this model file exists there, and otherwise repacked in memory and written to one at <see cref="Finish"/>.
+/// </para>
 /// </summary>
 internal sealed unsafe class WeightRepacker : IDisposable
 {
@@ -24,16 +28,37 @@ internal sealed unsafe class WeightRepacker : IDisposable
     private readonly SafeFileHandle? _handle; // null for a file image held in memory
     private readonly int _threads;
     private readonly List<nint> _copies = [];
+    private readonly string? _cachePath;
+    private readonly RepackCache.ModelStamp? _stamp;
+    private RepackCache? _cache;
+    private readonly string? _cacheRejection; // why an existing cache file was not used
+    private readonly List<(string Name, WeightMatrix Matrix)> _matrices = [];
+    private bool _repackedInMemory;
 
-    public WeightRepacker(GgufFile file, int threads)
+    /// <param name="file">the model</param>
+    /// <param name="threads">threads to repack on</param>
+    /// <param name="cacheDirectory">where to look for and write the repack cache; null for none</param>
+    public WeightRepacker(GgufFile file, int threads, string? cacheDirectory = null)
     {
         _file = file;
         _threads = Math.Max(1, threads);
-        if (file.Path is not null) _handle = File.OpenHandle(file.Path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        if (file.Path is null) return;
+        _handle = File.OpenHandle(file.Path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        if (cacheDirectory is null) return;
+        _cachePath = RepackCache.PathFor(cacheDirectory, file.Path);
+        _stamp = RepackCache.ModelStamp.Of(file, _handle);
+        _cache = RepackCache.TryOpen(_cachePath, _stamp, out string? why);
+        _cacheRejection = why;
     }
 
-    /// <summary>Bytes of weights repacked so far.</summary>
+    /// <summary>Bytes of weights in repacked layouts so far (repacked in memory or mapped from the cache).</summary>
     public long RepackedBytes { get; private set; }
+
+    /// <summary>What became of the repack cache (<see cref="RepackCacheState.Off"/> until <see cref="Finish"/>).</summary>
+    public RepackCacheState CacheState { get; private set; }
+
+    /// <summary>The cache file's path and what happened to it, for the user; null when no cache directory was given.</summary>
+    public string? CacheMessage { get; private set; }
 
     /// <summary>
     /// True when <paramref name="m"/> can be repacked: Q4_0, Q8_0, or Q4_K and Q6_K on CPUs with AVX2 and FMA (their kernels
@@ -47,7 +72,20 @@ internal sealed unsafe class WeightRepacker : IDisposable
     public WeightMatrix Repack(GgufTensorInfo tensor, in WeightMatrix m)
     {
         if (!CanRepack(m)) return m;
-        long groupBytes = m.RowBytes * 8;
+        if (_cache is not null && _cache.TryGet(tensor.Name, m, out var cached))
+        {
+            if (cached.Layout != WeightLayout.Rows) RepackedBytes += cached.RowBytes * cached.Rows;
+            _matrices.Add((tensor.Name, cached));
+            return cached;
+        }
+        var repacked = RepackInMemory(tensor, m);
+        _repackedInMemory = true;
+        _matrices.Add((tensor.Name, repacked));
+        return repacked;
+    }
+
+    private WeightMatrix RepackInMemory(GgufTensorInfo tensor, in WeightMatrix m)
+    {        long groupBytes = m.RowBytes * 8;
         int groups = m.Rows / 8;
         long total = groupBytes * groups;
         byte* dst = (byte*)NativeMemory.AlignedAlloc((nuint)total, 64);
@@ -123,13 +161,47 @@ internal sealed unsafe class WeightRepacker : IDisposable
         }
     }
 
-    /// <summary>Closes the file handle used for reading (loading is over); the copies stay until <see cref="Dispose"/>.</summary>
-    public void CloseFile() => _handle?.Dispose();
+    /// <summary>
+    /// Loading is over: writes the repack cache when a cache directory was given and some matrix had to be repacked in
+    /// memory (a failure to write is reported in <see cref="CacheMessage"/>, not thrown: the model is loaded), and closes
+    /// the file handle used for reading. The copies stay until <see cref="Dispose"/>.
+    /// </summary>
+    public void Finish()
+    {
+        try
+        {
+            if (_cachePath is null || _matrices.Count == 0) return;
+            if (!_repackedInMemory)
+            {
+                CacheState = RepackCacheState.Loaded;
+                CacheMessage = $"repacked weights mapped from the cache {_cachePath}";
+                return;
+            }
+            string reason = _cacheRejection is null ? "" : $" (the old one was not used: {_cacheRejection})";
+            try
+            {
+                long bytes = RepackCache.Write(_cachePath, _stamp!, _matrices);
+                CacheState = RepackCacheState.Written;
+                CacheMessage = $"repack cache written to {_cachePath} ({bytes / 1048576.0:F1} MiB){reason}; later loads map it";
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+            {
+                CacheState = RepackCacheState.Failed;
+                CacheMessage = $"could not write the repack cache {_cachePath}: {e.Message}";
+            }
+        }
+        finally
+        {
+            _handle?.Dispose();
+        }
+    }
 
     /// <summary>Frees every repacked copy (the matrices pointing at them must no longer be used) and closes the file handle.</summary>
     public void Dispose()
     {
         _handle?.Dispose();
+        _cache?.Dispose();
+        _cache = null;
         foreach (nint p in _copies) NativeMemory.AlignedFree((void*)p);
         _copies.Clear();
     }
