@@ -80,6 +80,48 @@ public sealed class RepackedWeightsTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// Matrices several times larger than the loader's read chunk (<see cref="WeightRepacker.ChunkBytes"/>), with a partial
+    /// last chunk: every row of every repacked matrix reads back exactly as the file's row (Q8_0 and Q4_0).
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_0)]
+    public void MatricesLargerThanAReadChunk_ReadBackExactly(GgmlType type)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"cria-repack-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            SyntheticModel.Write(new SyntheticModel.SyntheticModelSpec
+            {
+                EmbeddingLength = 256, FeedForwardLength = 4128, BlockCount = 1, HeadCount = 4, KvHeadCount = 2,
+                ContextLength = 256, Type = type, Seed = 15,
+            }, path);
+            using var packed = LlamaModel.Load(path, new ModelOptions { Threads = 2 });
+            using var plain = LlamaModel.Load(path, new ModelOptions { Threads = 2, RepackWeights = false });
+            var b = packed.Weights.Blocks[0];
+            var q = plain.Weights.Blocks[0];
+            foreach (var (p, r) in new[] { (b.Gate, q.Gate), (b.Up, q.Up), (b.Down, q.Down) })
+            {
+                long bytes = p.RowBytes * p.Rows;
+                Assert.True(bytes > 2L * WeightRepacker.ChunkBytes && bytes % WeightRepacker.ChunkBytes != 0, $"{bytes} bytes");
+                Assert.NotEqual(WeightLayout.Rows, p.Layout);
+                Assert.Equal(WeightLayout.Rows, r.Layout);
+                float[] x = new float[p.Cols], y = new float[p.Cols];
+                for (int row = 0; row < p.Rows; row++)
+                {
+                    MatMul.GetRow(p, row, x);
+                    MatMul.GetRow(r, row, y);
+                    Assert.True(x.AsSpan().SequenceEqual(y), $"row {row} of a {p.Rows} x {p.Cols} matrix");
+                }
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [Fact]
     public void RepackedModel_ComputesTheSameLogits_ToRounding_AndTheSameGreedyTokens() => SameAsUnrepacked(_path, promptBitsEqual: true);
 
