@@ -568,6 +568,7 @@ public sealed class CriaServer : IAsyncDisposable
         Slot slot = await AcquireSlotAsync(prompt, ctx).ConfigureAwait(false);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, _stopping.Token);
         GenerationJob? job = null;
+        bool released = false;
         try
         {
             var generator = slot.Session.StartGeneration(prompt, options);
@@ -606,6 +607,11 @@ public sealed class CriaServer : IAsyncDisposable
             await job.Done.ConfigureAwait(false);
             cts.Token.ThrowIfCancellationRequested();
             var stats = job.Stats!;
+            // The job is done, so the slot is free: release it and count the completion before the last bytes go out,
+            // so that a client that has read the whole response finds the slot free and the metrics updated.
+            Metrics.Completion(stats.PromptTokens, stats.GeneratedTokens);
+            _pool.Release(slot);
+            released = true;
             string finish = stats.StopReason is StopReason.MaxTokens or StopReason.ContextFull ? "length" : "stop";
             var usage = new JsonObject
             {
@@ -655,13 +661,16 @@ public sealed class CriaServer : IAsyncDisposable
         finally
         {
             cts.Cancel();
-            if (job != null)
+            if (!released)
             {
-                // The slot's context is the scheduler's until the job is done.
-                await job.Done.ConfigureAwait(false);
-                if (job.Stats is { } s) Metrics.Completion(s.PromptTokens, s.GeneratedTokens);
+                if (job != null)
+                {
+                    // The slot's context is the scheduler's until the job is done.
+                    await job.Done.ConfigureAwait(false);
+                    if (job.Stats is { } s) Metrics.Completion(s.PromptTokens, s.GeneratedTokens);
+                }
+                _pool.Release(slot);
             }
-            _pool.Release(slot);
         }
     }
 

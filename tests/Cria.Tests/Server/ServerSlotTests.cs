@@ -23,6 +23,29 @@ public sealed class ServerSlotTests
         return server;
     }
 
+    /// <summary>
+    /// Once a client has read a whole response, streamed or not, its slot is free again and the completion is counted:
+    /// the server releases the slot before it sends the last bytes, not after.
+    /// </summary>
+    [SkippableFact]
+    public async Task SlotIsFreeAndCompletionCounted_WhenTheClientHasTheWholeResponse()
+    {
+        using var model = LoadModel();
+        await using var server = await StartAsync(model, new ServerOptions { Parallel = 2 });
+        using var client = NewClient(server);
+        for (int i = 0; i < 40; i++)
+        {
+            bool stream = i % 2 == 1;
+            var request = new JsonObject { ["prompt"] = "Once upon a time", ["max_tokens"] = 2, ["temperature"] = 0, ["stream"] = stream };
+            using var response = await client.PostAsync("/v1/completions", Json(request));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            string body = await response.Content.ReadAsStringAsync();
+            Assert.Contains(stream ? "[DONE]" : "completion_tokens", body);
+            Assert.True(server.Pool.Active == 0, $"request {i} ({(stream ? "streamed" : "whole")}): {server.Pool.Active} slots still active after the response");
+            Assert.Equal(i + 1, server.Metrics.CompletionsTotal);
+        }
+    }
+
     [SkippableFact]
     public async Task ApiKeyIsRequiredExceptForHealth()
     {
