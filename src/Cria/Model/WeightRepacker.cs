@@ -35,6 +35,7 @@ internal sealed unsafe class WeightRepacker : IDisposable
     private readonly RepackCache.ModelStamp? _stamp;
     private RepackCache? _cache;
     private readonly string? _cacheRejection; // why an existing cache file was not used
+    private readonly string? _cacheError; // why no cache could be used at all
     private readonly List<(string Name, WeightMatrix Matrix)> _matrices = [];
     private bool _repackedInMemory;
 
@@ -48,10 +49,19 @@ internal sealed unsafe class WeightRepacker : IDisposable
         if (file.Path is null) return;
         _handle = File.OpenHandle(file.Path, FileMode.Open, FileAccess.Read, FileShare.Read);
         if (cacheDirectory is null) return;
-        _cachePath = RepackCache.PathFor(cacheDirectory, file.Path);
-        _stamp = RepackCache.ModelStamp.Of(file, _handle);
-        _cache = RepackCache.TryOpen(_cachePath, _stamp, out string? why);
-        _cacheRejection = why;
+        try
+        {
+            _cachePath = RepackCache.PathFor(cacheDirectory, file.Path);
+            _stamp = RepackCache.ModelStamp.Of(file, _handle);
+            _cache = RepackCache.TryOpen(_cachePath, _stamp, out string? why);
+            _cacheRejection = why;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+        {
+            // A directory name the system rejects, or the model's header unreadable: no cache, but the load goes on.
+            _cacheError = $"cannot use the repack cache directory {cacheDirectory}: {e.Message}";
+            _cachePath = null;
+        }
     }
 
     /// <summary>Bytes of weights in repacked layouts so far (repacked in memory or mapped from the cache).</summary>
@@ -88,7 +98,8 @@ internal sealed unsafe class WeightRepacker : IDisposable
     }
 
     private WeightMatrix RepackInMemory(GgufTensorInfo tensor, in WeightMatrix m)
-    {        long groupBytes = m.RowBytes * 8;
+    {
+        long groupBytes = m.RowBytes * 8;
         int groups = m.Rows / 8;
         long total = groupBytes * groups;
         byte* dst = (byte*)NativeMemory.AlignedAlloc((nuint)total, 64);
@@ -173,7 +184,14 @@ internal sealed unsafe class WeightRepacker : IDisposable
     {
         try
         {
-            if (_cachePath is null || _matrices.Count == 0) return;
+            if (_matrices.Count == 0) return;
+            if (_cacheError is not null)
+            {
+                CacheState = RepackCacheState.Failed;
+                CacheMessage = _cacheError;
+                return;
+            }
+            if (_cachePath is null) return;
             if (!_repackedInMemory)
             {
                 CacheState = RepackCacheState.Loaded;

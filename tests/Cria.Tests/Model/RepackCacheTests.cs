@@ -202,6 +202,15 @@ public sealed class RepackCacheTests : IDisposable
     }
 
     [Fact]
+    public void CacheDirectoryNameTheSystemRejects_DoesNotFailTheLoad()
+    {
+        using var model = LlamaModel.Load(_model, new ModelOptions { Threads = 2, RepackCacheDirectory = "bad\0name" });
+        Assert.Equal(RepackCacheState.Failed, model.Weights.RepackCacheState);
+        Assert.Contains("bad\0name", model.Weights.RepackCacheMessage);
+        Assert.True(model.Weights.RepackedBytes > 0);
+    }
+
+    [Fact]
     public void WithoutRepacking_TheCacheIsNeitherReadNorWritten()
     {
         using var model = LlamaModel.Load(_model, new ModelOptions { Threads = 2, RepackWeights = false, RepackCacheDirectory = _cacheDir });
