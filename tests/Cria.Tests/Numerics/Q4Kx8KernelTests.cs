@@ -64,6 +64,32 @@ public unsafe class Q4Kx8KernelTests
         GroupKernelCheck.EqualBatchOrder(Kernels, RandomRows(rng, blocks), a, aStride, blocks, C);
     }
 
+    /// <summary>
+    /// The largest integer sums the kernels hold in shorts: every code 15 against activations all −128 or all 127 (a
+    /// sub-block's partial sums then reach −30720 / 30480 of the short range), with random scales; the tile and the
+    /// one-column kernel still give the scalar order's bits.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(-128)]
+    [InlineData(127)]
+    public void LargestShortSums_StayExact(int activation)
+    {
+        Skip.IfNot(CpuFeatures.Avx2Fma, "the Q4_K tiles need AVX2 and FMA, which this CPU lacks");
+        const int blocks = 2, C = Q4KBatchDot.TileColumns;
+        var rng = new Random(8900 - activation);
+        byte[] w = RandomRows(rng, blocks);
+        for (int b = 0; b < 8 * blocks; b++) w.AsSpan(b * WB + 16, 128).Fill(0xFF); // every 4-bit code 15
+        nint aStride = blocks * Q8_KFormat.BlockBytes;
+        byte[] a = Q4KBatchKernelTests.RandomQ8KRows(rng, C, blocks);
+        for (int r = 0; r < C * blocks; r++)
+        {
+            int o = r * Q8_KFormat.BlockBytes;
+            a.AsSpan(o + 4, 256).Fill((byte)(sbyte)activation);
+            for (int k = 0; k < 16; k++) BitConverter.TryWriteBytes(a.AsSpan(o + 260 + 2 * k, 2), (short)(16 * activation));
+        }
+        GroupKernelCheck.EqualBatchOrder(Kernels, w, a, aStride, blocks, C);
+    }
+
     private static GroupKernelCheck.Kernels Kernels => new()
     {
         Name = "Q4_Kx8", BlockBytes = WB, GroupBlockBytes = Q4_Kx8Format.BlockBytes,

@@ -15,12 +15,12 @@ internal static unsafe class IntegerDots
     internal interface ISteps
     {
         /// <summary>
-        /// Q4_K: one 32-element sub-block for eight weight rows (4-bit codes), as two 16-element half sums per lane packed
-        /// into two shorts (low: elements 0..15, high: 16..31), ready for <see cref="Shorts"/> with the scale in both
-        /// shorts. A half sum is at most 16 · 15 · 128 = 30720 in magnitude, so it fits a short exactly; scale · low +
-        /// scale · high is the sub-block's scaled sum, the same integer as scale · (whole sum).
+        /// Q4_K: one 32-element sub-block for eight weight rows (4-bit codes), as two partial sums of 16 products each per
+        /// lane, packed into two shorts whose total is the sub-block's sum, ready for <see cref="Shorts"/> with the scale in
+        /// both shorts. A partial sum is at most 16 · 15 · 128 = 30720 in magnitude, so it fits a short exactly; scale ·
+        /// low + scale · high is the sub-block's scaled sum, the same integer whichever 16 products each short holds.
         /// </summary>
-        static abstract Vector256<short> SubBlockHalves(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
+        static abstract Vector256<short> SubBlockShorts(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
             Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, byte* x);
 
         /// <summary>
@@ -37,7 +37,8 @@ internal static unsafe class IntegerDots
     internal struct Vnni : ISteps
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<short> SubBlockHalves(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
+        /// <summary>Elements 0..15 in the low short, 16..31 in the high one.</summary>
+        public static Vector256<short> SubBlockShorts(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
             Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, byte* x) =>
             Avx2.Blend(Quarter(g0, g1, g2, g3, x).AsInt16(), Avx2.ShiftLeftLogical(Quarter(g4, g5, g6, g7, x + 16), 16).AsInt16(), 0xAA);
 
@@ -56,21 +57,20 @@ internal static unsafe class IntegerDots
     }
 
     /// <summary>
-    /// AVX2: vpmaddubsw per four codes, pair sums added as shorts while they cannot saturate, then vpmaddwd by ones;
-    /// vpmaddwd and an add. Q4_K: a pair sum is at most 2 · 15 · 128 = 3840 in magnitude, four of them 15360. Q6_K: a pair
-    /// sum is at most 2 · 63 · 128 = 16128, two of them 32256.
+    /// AVX2: vpmaddubsw per four codes, pair sums added as shorts while they cannot overflow; vpmaddwd and an add. Q4_K: a
+    /// pair sum is at most 2 · 15 · 128 = 3840 in magnitude, the eight of a sub-block 30720, left in shorts for the scale's
+    /// vpmaddwd. Q6_K: a pair sum is at most 2 · 63 · 128 = 16128, two of them 32256, then vpmaddwd by ones.
     /// </summary>
     internal struct NoVnni : ISteps
     {
+        /// <summary>
+        /// The eight vpmaddubsw results added as shorts: the low short of lane r sums the products of bytes 0 and 1 of
+        /// every code dword, the high short those of bytes 2 and 3 (16 products each, at most 30720: no overflow).
+        /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<short> SubBlockHalves(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
-            Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, byte* x)
-        {
-            Vector256<short> ones = Vector256.Create((short)1);
-            Vector256<int> s0 = Avx2.MultiplyAddAdjacent(Avx2.Add(Pairs(g0, g1, x), Pairs(g2, g3, x + 8)), ones);
-            Vector256<int> s1 = Avx2.MultiplyAddAdjacent(Avx2.Add(Pairs(g4, g5, x + 16), Pairs(g6, g7, x + 24)), ones);
-            return Avx2.Blend(s0.AsInt16(), Avx2.ShiftLeftLogical(s1, 16).AsInt16(), 0xAA);
-        }
+        public static Vector256<short> SubBlockShorts(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3,
+            Vector256<byte> g4, Vector256<byte> g5, Vector256<byte> g6, Vector256<byte> g7, byte* x) =>
+            Avx2.Add(Avx2.Add(Pairs(g0, g1, x), Pairs(g2, g3, x + 8)), Avx2.Add(Pairs(g4, g5, x + 16), Pairs(g6, g7, x + 24)));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> Quarter(Vector256<byte> g0, Vector256<byte> g1, Vector256<byte> g2, Vector256<byte> g3, byte* x)

@@ -25,9 +25,9 @@ namespace Cria.Numerics.Kernels;
 /// and their scales and mins are unpacked with 32-bit mask-and-shift steps on all eight rows at once.
 /// Per group of 64 elements the eight rows' packed nibbles are transposed (8 rows × 8 dwords), giving
 /// sixteen vectors whose lane r holds four 4-bit codes of row r; each group of four activation bytes
-/// is broadcast and multiplied into all eight rows with one vpdpbusd; each 32-element sub-block's two
-/// 16-element half sums are packed into a lane's two shorts and one vpdpwssd adds scale · (both) to S
-/// (<see cref="SubBlockHalves"/>). The weights are read in place (no repacking, no extra memory).
+/// is broadcast and multiplied into all eight rows with one vpdpbusd; each 32-element sub-block's sum is held as two
+/// partial sums in a lane's two shorts and one vpdpwssd adds scale · (both) to S
+/// (<see cref="IntegerDots.ISteps.SubBlockShorts"/>). The weights are read in place (no repacking, no extra memory).
 /// <see cref="DotScalar"/> is the scalar twin (same bits).
 /// </para>
 /// </summary>
@@ -177,8 +177,8 @@ public static unsafe class Q4KBatchDot
                 for (int c = 0; c < nCols; c++, x += aStride)
                 {
                     Vector256<int> s = g == 0 ? Vector256<int>.Zero : sums[c];
-                    s = TD.Shorts(s, TD.SubBlockHalves(lo0, lo1, lo2, lo3, lo4, lo5, lo6, lo7, x), scA);
-                    sums[c] = TD.Shorts(s, TD.SubBlockHalves(hi0, hi1, hi2, hi3, hi4, hi5, hi6, hi7, x + 32), scB);
+                    s = TD.Shorts(s, TD.SubBlockShorts(lo0, lo1, lo2, lo3, lo4, lo5, lo6, lo7, x), scA);
+                    sums[c] = TD.Shorts(s, TD.SubBlockShorts(hi0, hi1, hi2, hi3, hi4, hi5, hi6, hi7, x + 32), scB);
                 }
             }
 

@@ -98,11 +98,11 @@ public static unsafe class Q4Kx8Dot
     {
         GroupLayout.Quants(g, g, g, g, g, g, g, g, 0, q, out Vector256<int> p0, out Vector256<int> p1, out Vector256<int> p2, out Vector256<int> p3,
             out Vector256<int> p4, out Vector256<int> p5, out Vector256<int> p6, out Vector256<int> p7);
-        Vector256<short> lows = TD.SubBlockHalves(Avx2.And(p0.AsByte(), nibble), Avx2.And(p1.AsByte(), nibble), Avx2.And(p2.AsByte(), nibble),
+        Vector256<short> lows = TD.SubBlockShorts(Avx2.And(p0.AsByte(), nibble), Avx2.And(p1.AsByte(), nibble), Avx2.And(p2.AsByte(), nibble),
             Avx2.And(p3.AsByte(), nibble), Avx2.And(p4.AsByte(), nibble), Avx2.And(p5.AsByte(), nibble), Avx2.And(p6.AsByte(), nibble),
             Avx2.And(p7.AsByte(), nibble), x);
         s = TD.Shorts(s, lows, Avx2.Shuffle(sc, maskA).AsInt16());
-        Vector256<short> highs = TD.SubBlockHalves(High(p0, nibble), High(p1, nibble), High(p2, nibble), High(p3, nibble),
+        Vector256<short> highs = TD.SubBlockShorts(High(p0, nibble), High(p1, nibble), High(p2, nibble), High(p3, nibble),
             High(p4, nibble), High(p5, nibble), High(p6, nibble), High(p7, nibble), x + 32);
         return TD.Shorts(s, highs, Avx2.Shuffle(sc, maskB).AsInt16());
     }
