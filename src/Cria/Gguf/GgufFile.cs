@@ -169,15 +169,14 @@ public sealed unsafe class GgufFile : IDisposable
         long length = fi.Length;
         if (length < 24)
             throw new GgufFormatException($"not a GGUF file: {path} is only {length} bytes long");
+        string fullPath = System.IO.Path.GetFullPath(path);
         var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
         MemoryMappedViewAccessor? view = null;
+        byte* p = null;
         try
         {
             view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
-            byte* p = null;
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-            p += view.PointerOffset;
-            return new GgufFile(System.IO.Path.GetFullPath(path), map, view, default, p, length);
         }
         catch
         {
@@ -185,21 +184,17 @@ public sealed unsafe class GgufFile : IDisposable
             map.Dispose();
             throw;
         }
+        // From here the object owns the mapping: its constructor releases it when the file is rejected, Dispose otherwise.
+        return new GgufFile(fullPath, map, view, default, p + view.PointerOffset, length);
     }
 
     /// <summary>Parses a GGUF image held in memory (the array is pinned for the object's life).</summary>
     public static GgufFile FromBytes(byte[] bytes)
     {
         var handle = GCHandle.Alloc(bytes, GCHandleType.Pinned);
-        try
-        {
-            return new GgufFile(null, null, null, handle, (byte*)handle.AddrOfPinnedObject(), bytes.Length);
-        }
-        catch
-        {
-            if (handle.IsAllocated) handle.Free();
-            throw;
-        }
+        // From here the object owns the handle: its constructor frees it when the image is rejected, Dispose otherwise.
+        // (Freeing it here as well freed it twice, and the handle table then gave its slot to two later owners.)
+        return new GgufFile(null, null, null, handle, (byte*)handle.AddrOfPinnedObject(), bytes.Length);
     }
 
     public bool TryGetTensor(string name, out GgufTensorInfo info) => _tensorsByName.TryGetValue(name, out info!);
