@@ -197,12 +197,7 @@ public unsafe class DotKernels
     public float Q4_KTile()
     {
         for (int r = 0; r < Rows; r += 8)
-        {
-            byte* w = _q4k.Weights + r * _q4k.RowBytes;
-            nint s = (nint)_q4k.RowBytes;
-            Q4KBatchDot.Tile<Q4KBatchDot.RowsLayout, IntegerDots.NoVnni>(w, w + s, w + 2 * s, w + 3 * s, w + 4 * s, w + 5 * s, w + 6 * s, w + 7 * s, 8,
-                _q4k.Activations, 0, 1, Cols / 256, _y + r, 1);
-        }
+            Q4KBatchDot.Tile<IntegerDots.NoVnni>(_q4k.Weights + r * _q4k.RowBytes, (nint)_q4k.RowBytes, 8, _q4k.Activations, 0, 1, Cols / 256, _y + r, 1);
         return _y[0];
     }
 

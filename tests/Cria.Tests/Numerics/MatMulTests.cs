@@ -546,8 +546,11 @@ public unsafe class MatMulTests
             }
         }
         var row = new float[cols];
-        MatMul.GetRow(packed.W, rows - 1, row);
-        Assert.Equal(plain.Dequantized.AsSpan((rows - 1) * cols, cols).ToArray(), row);
+        for (int r = 0; r < rows; r++) // every lane of every group reads back as the plain row's floats
+        {
+            MatMul.GetRow(packed.W, r, row);
+            Assert.Equal(plain.Dequantized.AsSpan(r * cols, cols).ToArray(), row);
+        }
     }
 
     /// <summary>Repacked rows read back exactly; the layout is refused for other types and row counts, and has no contiguous rows.</summary>

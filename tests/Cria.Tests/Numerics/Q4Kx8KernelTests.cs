@@ -34,23 +34,15 @@ public unsafe class Q4Kx8KernelTests
     [Theory]
     [MemberData(nameof(BlockCounts))]
     public void Repack_IsLossless(int blocks) =>
-        RepackCheck.IsLossless(RandomRows(new Random(8600 + blocks), blocks), blocks, WB, Q4_KFormat.BlockSize, Q4_Kx8Format.BlockBytes,
-            Q4_Kx8Format.Repack, Q4_Kx8Format.UnpackRow, Q4_KFormat.Dequantize, Q4_Kx8Format.DequantizeRow);
+        RepackCheck.IsLossless(RandomRows(new Random(8600 + blocks), blocks), blocks, WB, Q4_Kx8Format.BlockBytes,
+            Q4_Kx8Format.Repack, Q4_Kx8Format.UnpackRow);
 
     [Theory]
     [InlineData(0, 0x7C00)] // d = +infinity
     [InlineData(2, 0x7E00)] // dmin = NaN
-    public void Repack_ReportsScalesTheKernelCannotConvert(int at, int half)
-    {
-        var rng = new Random(8700);
-        byte[] plain = Q4KBatchKernelTests.RandomQ4KRows(rng, 8, 3);
-        int o = (5 * 3 + 1) * WB + at; // row 5, super-block 1
-        plain[o] = (byte)half; plain[o + 1] = (byte)(half >> 8);
-        var g = new byte[3 * Q4_Kx8Format.BlockBytes];
-        fixed (byte* src = plain)
-        fixed (byte* dst = g)
-            Assert.False(Q4_Kx8Format.Repack(src, 3 * WB, dst, 3));
-    }
+    public void Repack_ReportsScalesTheKernelCannotConvert(int at, int half) =>
+        RepackCheck.RejectsScale(Q4KBatchKernelTests.RandomQ4KRows(new Random(8700), 8, 3), 3, WB, Q4_Kx8Format.BlockBytes,
+            row: 5, block: 1, offset: at, half, Q4_Kx8Format.Repack);
 
     [SkippableTheory]
     [MemberData(nameof(BlockCounts))]
@@ -93,7 +85,7 @@ public unsafe class Q4Kx8KernelTests
     private static GroupKernelCheck.Kernels Kernels => new()
     {
         Name = "Q4_Kx8", BlockBytes = WB, GroupBlockBytes = Q4_Kx8Format.BlockBytes,
-        Repack = &Q4_Kx8Format.Repack, DotScalar = &Q4KBatchDot.DotScalar, GroupScalar = &Q4Kx8Dot.GroupScalar,
+        Repack = &Q4_Kx8Format.Repack, DotScalar = &Q4KBatchDot.DotScalar,
         Tile = &Q4Kx8Dot.Kernel.Tile, TileAvx2 = &Q4Kx8Dot.Tile<IntegerDots.NoVnni>, TileVnni = &Q4Kx8Dot.Tile<IntegerDots.Vnni>,
         Group = &Q4Kx8Dot.Kernel.Group, GroupAvx2 = &Q4Kx8Dot.Group<IntegerDots.NoVnni>, GroupVnni = &Q4Kx8Dot.Group<IntegerDots.Vnni>,
     };

@@ -47,24 +47,16 @@ public unsafe class Q4x8KernelTests
     [Theory]
     [MemberData(nameof(BlockCounts))]
     public void Repack_IsLossless(int blocks) =>
-        RepackCheck.IsLossless(RandomRows(new Random(8100 + blocks), blocks), blocks, 18, Q4_0Format.BlockSize, Q4_0x8Format.BlockBytes,
-            Q4_0x8Format.Repack, Q4_0x8Format.UnpackRow, Q4_0Format.Dequantize, Q4_0x8Format.DequantizeRow);
+        RepackCheck.IsLossless(RandomRows(new Random(8100 + blocks), blocks), blocks, 18, Q4_0x8Format.BlockBytes,
+            Q4_0x8Format.Repack, Q4_0x8Format.UnpackRow);
 
     [Theory]
     [InlineData(0x7C00)] // +infinity
     [InlineData(0xFC00)] // −infinity
     [InlineData(0x7E00)] // NaN
-    public void Repack_ReportsScalesTheKernelsCannotConvert(int scale)
-    {
-        var rng = new Random(8200);
-        byte[] plain = Q4BatchKernelTests.RandomQ4Rows(rng, 8, 5);
-        int at = (3 * 5 + 2) * 18; // row 3, block 2
-        plain[at] = (byte)scale; plain[at + 1] = (byte)(scale >> 8);
-        var g = new byte[5 * Q4_0x8Format.BlockBytes];
-        fixed (byte* src = plain)
-        fixed (byte* dst = g)
-            Assert.False(Q4_0x8Format.Repack(src, 5 * 18, dst, 5));
-    }
+    public void Repack_ReportsScalesTheKernelsCannotConvert(int scale) =>
+        RepackCheck.RejectsScale(Q4BatchKernelTests.RandomQ4Rows(new Random(8200), 8, 5), 5, 18, Q4_0x8Format.BlockBytes,
+            row: 3, block: 2, offset: 0, scale, Q4_0x8Format.Repack);
 
     [Theory]
     [MemberData(nameof(BlockCounts))]

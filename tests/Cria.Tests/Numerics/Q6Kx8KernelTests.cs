@@ -34,23 +34,15 @@ public unsafe class Q6Kx8KernelTests
     [Theory]
     [MemberData(nameof(BlockCounts))]
     public void Repack_IsLossless(int blocks) =>
-        RepackCheck.IsLossless(RandomRows(new Random(9600 + blocks), blocks), blocks, WB, Q6_KFormat.BlockSize, Q6_Kx8Format.BlockBytes,
-            Q6_Kx8Format.Repack, Q6_Kx8Format.UnpackRow, Q6_KFormat.Dequantize, Q6_Kx8Format.DequantizeRow);
+        RepackCheck.IsLossless(RandomRows(new Random(9600 + blocks), blocks), blocks, WB, Q6_Kx8Format.BlockBytes,
+            Q6_Kx8Format.Repack, Q6_Kx8Format.UnpackRow);
 
     [Theory]
     [InlineData(0x7C00)] // +infinity
     [InlineData(0xFE00)] // NaN
-    public void Repack_ReportsScalesTheKernelCannotConvert(int half)
-    {
-        var rng = new Random(9700);
-        byte[] plain = Q6KBatchKernelTests.RandomQ6KRows(rng, 8, 3);
-        int o = (6 * 3 + 2) * WB + 208; // row 6, super-block 2
-        plain[o] = (byte)half; plain[o + 1] = (byte)(half >> 8);
-        var g = new byte[3 * Q6_Kx8Format.BlockBytes];
-        fixed (byte* src = plain)
-        fixed (byte* dst = g)
-            Assert.False(Q6_Kx8Format.Repack(src, 3 * WB, dst, 3));
-    }
+    public void Repack_ReportsScalesTheKernelCannotConvert(int half) =>
+        RepackCheck.RejectsScale(Q6KBatchKernelTests.RandomQ6KRows(new Random(9700), 8, 3), 3, WB, Q6_Kx8Format.BlockBytes,
+            row: 6, block: 2, offset: 208, half, Q6_Kx8Format.Repack);
 
     [SkippableTheory]
     [MemberData(nameof(BlockCounts))]
@@ -92,7 +84,7 @@ public unsafe class Q6Kx8KernelTests
         GroupKernelCheck.EqualBatchOrder(new GroupKernelCheck.Kernels
         {
             Name = "Q6_Kx8", BlockBytes = WB, GroupBlockBytes = Q6_Kx8Format.BlockBytes,
-            Repack = &Q6_Kx8Format.Repack, DotScalar = &Q6KBatchDot.DotScalar, GroupScalar = &Q6Kx8Dot.GroupScalar,
+            Repack = &Q6_Kx8Format.Repack, DotScalar = &Q6KBatchDot.DotScalar,
             Tile = &Q6Kx8Dot.Kernel.Tile, TileAvx2 = &Q6Kx8Dot.Tile<IntegerDots.NoVnni>, TileVnni = &Q6Kx8Dot.Tile<IntegerDots.Vnni>,
             Group = &Q6Kx8Dot.Kernel.Group, GroupAvx2 = &Q6Kx8Dot.Group<IntegerDots.NoVnni>, GroupVnni = &Q6Kx8Dot.Group<IntegerDots.Vnni>,
         }, plain, a, aStride, blocks, Q6KBatchDot.TileColumns);

@@ -15,7 +15,7 @@ namespace Cria.Numerics.Formats;
 /// </list>
 /// The codes are kept unsigned (q + 8), unchanged. The bytes are exactly those of the eight Q4_0
 /// rows, reordered: a group is as large as the rows it holds, and <see cref="Repack"/> and
-/// <see cref="DequantizeRow"/> are exact inverses. The four nibble vectors are what
+/// <see cref="UnpackRow"/> are exact inverses. The four nibble vectors are what
 /// <c>Kernels.Q4BatchDot</c> builds in registers by transposing eight plain rows.
 /// </summary>
 public static unsafe class Q4_0x8Format
@@ -73,17 +73,6 @@ public static unsafe class Q4_0x8Format
             *(ushort*)dst = ((ushort*)group)[lane];
             for (int m = 0; m < 4; m++)
                 *(uint*)(dst + 2 + 4 * m) = ((uint*)(group + NibbleOffset + 32 * m))[lane];
-        }
-    }
-
-    /// <summary>Dequantizes row <paramref name="lane"/> (0..7) of a group into <paramref name="dst"/> (blocks · 32 floats); exact.</summary>
-    public static void DequantizeRow(byte* group, int lane, float* dst, int blocks)
-    {
-        byte* block = stackalloc byte[Q4_0Format.BlockBytes];
-        for (int i = 0; i < blocks; i++)
-        {
-            UnpackRow(group + (nint)i * BlockBytes, lane, block, 1);
-            Q4_0Format.Dequantize(block, dst + (nint)i * Q4_0Format.BlockSize, 1);
         }
     }
 }

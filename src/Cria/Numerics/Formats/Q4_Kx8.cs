@@ -67,15 +67,4 @@ public static unsafe class Q4_Kx8Format
                     *(uint*)(dst + 16 + 32 * g + 4 * m) = ((uint*)(group + QuantOffset + 256 * g + 32 * m))[lane];
         }
     }
-
-    /// <summary>Dequantizes row <paramref name="lane"/> (0..7) of a group into <paramref name="dst"/> (blocks · 256 floats); exact.</summary>
-    public static void DequantizeRow(byte* group, int lane, float* dst, int blocks)
-    {
-        byte* block = stackalloc byte[Q4_KFormat.BlockBytes];
-        for (int i = 0; i < blocks; i++)
-        {
-            UnpackRow(group + (nint)i * BlockBytes, lane, block, 1);
-            Q4_KFormat.Dequantize(block, dst + (nint)i * Q4_KFormat.BlockSize, 1);
-        }
-    }
 }

@@ -77,15 +77,4 @@ public static unsafe class Q6_Kx8Format
                 }
         }
     }
-
-    /// <summary>Dequantizes row <paramref name="lane"/> (0..7) of a group into <paramref name="dst"/> (blocks · 256 floats); exact.</summary>
-    public static void DequantizeRow(byte* group, int lane, float* dst, int blocks)
-    {
-        byte* block = stackalloc byte[Q6_KFormat.BlockBytes];
-        for (int i = 0; i < blocks; i++)
-        {
-            UnpackRow(group + (nint)i * BlockBytes, lane, block, 1);
-            Q6_KFormat.Dequantize(block, dst + (nint)i * Q6_KFormat.BlockSize, 1);
-        }
-    }
 }

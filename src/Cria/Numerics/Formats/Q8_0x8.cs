@@ -74,15 +74,4 @@ public static unsafe class Q8_0x8Format
                 *(uint*)(dst + 2 + 4 * m) = ((uint*)(group + CodeOffset + 32 * m))[lane];
         }
     }
-
-    /// <summary>Dequantizes row <paramref name="lane"/> (0..7) of a group into <paramref name="dst"/> (blocks · 32 floats); exact.</summary>
-    public static void DequantizeRow(byte* group, int lane, float* dst, int blocks)
-    {
-        byte* block = stackalloc byte[Q8_0Format.BlockBytes];
-        for (int i = 0; i < blocks; i++)
-        {
-            UnpackRow(group + (nint)i * BlockBytes, lane, block, 1);
-            Q8_0Format.Dequantize(block, dst + (nint)i * Q8_0Format.BlockSize, 1);
-        }
-    }
 }

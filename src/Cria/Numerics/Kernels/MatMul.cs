@@ -342,19 +342,23 @@ public sealed unsafe class MatMul : IDisposable
     {
         if ((uint)row >= (uint)w.Rows) throw new ArgumentOutOfRangeException(nameof(row), row, $"row must be in [0, {w.Rows})");
         if (dst.Length != w.Cols) throw new ArgumentException($"destination holds {dst.Length} floats, the row has {w.Cols}", nameof(dst));
-        if (w.Layout != WeightLayout.Rows) // eight-row groups: unpack the row's lane
+        if (w.Layout != WeightLayout.Rows) // eight-row groups: unpack the row's lane a block at a time, read it as a plain block
         {
             const int groupRows = 8;
-            byte* group = w.Data + row / groupRows * w.RowBytes * groupRows;
-            int lane = row % groupRows, blocks = w.Cols / GgmlTypeInfo.BlockSize(w.Type);
-            fixed (float* d = dst)
+            int blockBytes = GgmlTypeInfo.BlockBytes(w.Type), blockSize = GgmlTypeInfo.BlockSize(w.Type);
+            byte* group = w.Data + row / groupRows * w.RowBytes * groupRows; // a group column is as large as the eight blocks it holds
+            byte* block = stackalloc byte[blockBytes];
+            for (int i = 0; i < w.Cols / blockSize; i++, group += groupRows * blockBytes)
+            {
                 switch (w.Layout)
                 {
-                    case WeightLayout.Q4_0x8: Q4_0x8Format.DequantizeRow(group, lane, d, blocks); break;
-                    case WeightLayout.Q4_Kx8: Q4_Kx8Format.DequantizeRow(group, lane, d, blocks); break;
-                    case WeightLayout.Q6_Kx8: Q6_Kx8Format.DequantizeRow(group, lane, d, blocks); break;
-                    default: Q8_0x8Format.DequantizeRow(group, lane, d, blocks); break;
+                    case WeightLayout.Q4_0x8: Q4_0x8Format.UnpackRow(group, row % groupRows, block, 1); break;
+                    case WeightLayout.Q4_Kx8: Q4_Kx8Format.UnpackRow(group, row % groupRows, block, 1); break;
+                    case WeightLayout.Q6_Kx8: Q6_Kx8Format.UnpackRow(group, row % groupRows, block, 1); break;
+                    default: Q8_0x8Format.UnpackRow(group, row % groupRows, block, 1); break;
                 }
+                GetRow(new WeightMatrix(w.Type, block, 1, blockSize), 0, dst.Slice(i * blockSize, blockSize));
+            }
             return;
         }
         byte* src = w.Row(row);

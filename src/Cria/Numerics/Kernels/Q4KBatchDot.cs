@@ -75,12 +75,20 @@ public static unsafe class Q4KBatchDot
     /// Rows <c>w + i·wStride</c> (i &lt; <paramref name="nRows"/> ≤ 8) · activation rows <c>a + c·aStride</c>
     /// (c &lt; <paramref name="nCols"/> ≤ <see cref="TileColumns"/>): results to y[c·yStride + i]. Requires <see cref="CpuFeatures.VnniTiles"/>.
     /// </summary>
+    internal static void Tile(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride) =>
+        Tile<IntegerDots.Vnni>(w, wStride, nRows, a, aStride, nCols, blocks, y, yStride);
+
+    /// <summary>
+    /// <see cref="Tile"/> with the integer steps of <typeparamref name="TD"/>: <see cref="IntegerDots.Vnni"/> (needs
+    /// <see cref="CpuFeatures.VnniTiles"/>) or <see cref="IntegerDots.NoVnni"/> (AVX2); the same integers, so the same bits.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Tile(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
+    internal static void Tile<TD>(byte* w, nint wStride, int nRows, byte* a, nint aStride, int nCols, int blocks, float* y, nint yStride)
+        where TD : struct, IntegerDots.ISteps
     {
         if ((uint)nRows - 1 > TileRows - 1 || (uint)nCols - 1 > TileColumns - 1) throw new ArgumentOutOfRangeException(nameof(nCols));
         RowTranspose.RowPointers(w, wStride, nRows, out byte* w0, out byte* w1, out byte* w2, out byte* w3, out byte* w4, out byte* w5, out byte* w6, out byte* w7);
-        Tile<RowsLayout, IntegerDots.Vnni>(w0, w1, w2, w3, w4, w5, w6, w7, nRows, a, aStride, nCols, blocks, y, yStride);
+        Tile<RowsLayout, TD>(w0, w1, w2, w3, w4, w5, w6, w7, nRows, a, aStride, nCols, blocks, y, yStride);
     }
 
     /// <summary>Where a tile's eight rows come from: the file's rows (transposed in registers) or a repacked group (<see cref="Q4_Kx8Format"/>).</summary>

@@ -9,9 +9,10 @@ namespace Cria.Numerics.Kernels;
 /// Q4_K weights repacked into eight-row groups (<see cref="Q4_Kx8Format"/>) · Q8_K activations:
 /// <see cref="Q4KBatchDot"/>'s tile, bit for bit (with or without AVX-VNNI), reading the transposed headers and quants ready
 /// instead of transposing eight rows (per super-block column of eight rows: 35 loads instead of 70 loads and
-/// 52 shuffles). Decode (one activation row) and batches use the same tile; every line is prefetched
-/// <see cref="PrefetchDistance"/> bytes ahead. <see cref="GroupScalar"/> is the scalar twin. There is no
-/// portable path: the layout is made only on CPUs with AVX2 and FMA.
+/// 52 shuffles). Batches use the tile; decode (one activation row) uses <see cref="Kernel.Group"/>, the tile with one column
+/// and its accumulators in registers. Every line is prefetched <see cref="PrefetchDistance"/> bytes ahead. The scalar
+/// reference is <see cref="Q4KBatchDot.DotScalar"/> on the plain rows. There is no portable path: the layout is made only
+/// on CPUs with AVX2 and FMA.
 /// </summary>
 public static unsafe class Q4Kx8Dot
 {
@@ -137,17 +138,5 @@ public static unsafe class Q4Kx8Dot
             if (AvxVnni.IsSupported) Q4Kx8Dot.Tile<IntegerDots.Vnni>(g, a, aStride, nCols, blocks, y, yStride);
             else Q4Kx8Dot.Tile<IntegerDots.NoVnni>(g, a, aStride, nCols, blocks, y, yStride);
         }
-    }
-
-    /// <summary>Scalar twin for the tests: each row of the group unpacked and multiplied in <see cref="Q4KBatchDot.DotScalar"/>'s order.</summary>
-    internal static void GroupScalar(byte* g, byte* a, int blocks, float* y)
-    {
-        byte[] row = new byte[blocks * Q4_KFormat.BlockBytes];
-        fixed (byte* r = row)
-            for (int lane = 0; lane < Q4_Kx8Format.GroupRows; lane++)
-            {
-                Q4_Kx8Format.UnpackRow(g, lane, r, blocks);
-                y[lane] = Q4KBatchDot.DotScalar(r, a, blocks);
-            }
     }
 }

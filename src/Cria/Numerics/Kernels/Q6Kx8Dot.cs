@@ -10,8 +10,8 @@ namespace Cria.Numerics.Kernels;
 /// tile, bit for bit (with or without AVX-VNNI), reading the transposed scales, high bits and low nibbles ready instead of
 /// transposing eight rows (thirteen 8 × 16-byte transposes per super-block column). Batches use the tile; decode (one
 /// activation row) uses <see cref="Kernel.Group"/>, the tile with one column and its accumulators in registers. Every line is
-/// prefetched <see cref="PrefetchDistance"/> bytes ahead. <see cref="GroupScalar"/> is the scalar twin. There is no
-/// portable path: the layout is made only on CPUs with AVX2 and FMA.
+/// prefetched <see cref="PrefetchDistance"/> bytes ahead. The scalar reference is <see cref="Q6KBatchDot.DotScalar"/> on the
+/// plain rows. There is no portable path: the layout is made only on CPUs with AVX2 and FMA.
 /// </summary>
 public static unsafe class Q6Kx8Dot
 {
@@ -154,17 +154,5 @@ public static unsafe class Q6Kx8Dot
             if (AvxVnni.IsSupported) Q6Kx8Dot.Tile<IntegerDots.Vnni>(g, a, aStride, nCols, blocks, y, yStride);
             else Q6Kx8Dot.Tile<IntegerDots.NoVnni>(g, a, aStride, nCols, blocks, y, yStride);
         }
-    }
-
-    /// <summary>Scalar twin for the tests: each row of the group unpacked and multiplied in <see cref="Q6KBatchDot.DotScalar"/>'s order.</summary>
-    internal static void GroupScalar(byte* g, byte* a, int blocks, float* y)
-    {
-        byte[] row = new byte[blocks * Q6_KFormat.BlockBytes];
-        fixed (byte* r = row)
-            for (int lane = 0; lane < Q6_Kx8Format.GroupRows; lane++)
-            {
-                Q6_Kx8Format.UnpackRow(g, lane, r, blocks);
-                y[lane] = Q6KBatchDot.DotScalar(r, a, blocks);
-            }
     }
 }
