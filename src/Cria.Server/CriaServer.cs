@@ -607,10 +607,9 @@ public sealed class CriaServer : IAsyncDisposable
             await job.Done.ConfigureAwait(false);
             cts.Token.ThrowIfCancellationRequested();
             var stats = job.Stats!;
-            // The job is done, so the slot is free: release it and count the completion before the last bytes go out,
-            // so that a client that has read the whole response finds the slot free and the metrics updated.
-            Metrics.Completion(stats.PromptTokens, stats.GeneratedTokens);
-            _pool.Release(slot);
+            // The job is done, so the slot is free: release it before the last bytes go out, so that a client that has read
+            // the whole response finds the slot free and the completion counted.
+            ReleaseAfter(job, slot);
             released = true;
             string finish = stats.StopReason is StopReason.MaxTokens or StopReason.ContextFull ? "length" : "stop";
             var usage = new JsonObject
@@ -663,15 +662,17 @@ public sealed class CriaServer : IAsyncDisposable
             cts.Cancel();
             if (!released)
             {
-                if (job != null)
-                {
-                    // The slot's context is the scheduler's until the job is done.
-                    await job.Done.ConfigureAwait(false);
-                    if (job.Stats is { } s) Metrics.Completion(s.PromptTokens, s.GeneratedTokens);
-                }
-                _pool.Release(slot);
+                if (job != null) await job.Done.ConfigureAwait(false); // the slot's context is the scheduler's until the job is done
+                ReleaseAfter(job, slot);
             }
         }
+    }
+
+    /// <summary>Counts a finished job's completion (when it produced one) and gives its slot back.</summary>
+    private void ReleaseAfter(GenerationJob? job, Slot slot)
+    {
+        if (job?.Stats is { } s) Metrics.Completion(s.PromptTokens, s.GeneratedTokens);
+        _pool.Release(slot);
     }
 
     private async Task<Slot> AcquireSlotAsync(int[] prompt, HttpContext ctx)

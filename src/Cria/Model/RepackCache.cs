@@ -149,18 +149,18 @@ internal sealed unsafe class RepackCache : IDisposable
     /// </summary>
     public static long Write(string cachePath, ModelStamp model, IReadOnlyList<(string Name, WeightMatrix Matrix)> matrices)
     {
-        var entries = new List<Entry>(matrices.Count);
-        long headerGuess = 256 + matrices.Sum(m => 64 + Encoding.UTF8.GetByteCount(m.Name));
-        long offset = Align(headerGuess + SHA256.HashSizeInBytes);
-        foreach (var (name, m) in matrices)
-        {
-            long length = m.Layout == WeightLayout.Rows ? 0 : m.RowBytes * m.Rows;
-            entries.Add(new Entry(name, m.Type, m.Rows, m.Cols, m.Layout, length == 0 ? 0 : offset, length));
-            offset = Align(offset + length);
-        }
+        // The header's fields have fixed widths, so its length does not depend on the offsets it records: lay the data out
+        // after a first rendering, then render it again with the offsets.
+        var entries = matrices.Select(x => new Entry(x.Name, x.Matrix.Type, x.Matrix.Rows, x.Matrix.Cols, x.Matrix.Layout, 0,
+            x.Matrix.Layout == WeightLayout.Rows ? 0 : x.Matrix.RowBytes * x.Matrix.Rows)).ToList();
+        long offset = Align(WriteHeader(model, entries, 0).Length + SHA256.HashSizeInBytes);
+        for (int i = 0; i < entries.Count; i++)
+            if (entries[i].Length > 0)
+            {
+                entries[i] = entries[i] with { Offset = offset };
+                offset = Align(offset + entries[i].Length);
+            }
         byte[] header = WriteHeader(model, entries, offset);
-        if (header.Length + SHA256.HashSizeInBytes > Align(headerGuess + SHA256.HashSizeInBytes))
-            throw new InvalidOperationException("repack cache header larger than reserved");
 
         string directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(cachePath))!;
         Directory.CreateDirectory(directory);
@@ -286,13 +286,8 @@ internal sealed unsafe class RepackCache : IDisposable
     {
         if (e.Rows <= 0 || e.Cols <= 0 || e.Rows % 8 != 0 || !GgmlTypeInfo.IsKnown(e.Type) || e.Cols % GgmlTypeInfo.BlockSize(e.Type) != 0) return false;
         if (e.Layout == WeightLayout.Rows) return e.Length == 0;
-        WeightLayout expected = e.Type switch
-        {
-            GgmlType.Q4_0 => WeightLayout.Q4_0x8, GgmlType.Q8_0 => WeightLayout.Q8_0x8,
-            GgmlType.Q4_K => WeightLayout.Q4_Kx8, GgmlType.Q6_K => WeightLayout.Q6_Kx8, _ => WeightLayout.Rows,
-        };
-        if (e.Layout != expected) return false;
-        long length = (long)e.Rows * (e.Cols / GgmlTypeInfo.BlockSize(e.Type)) * GgmlTypeInfo.BlockBytes(e.Type);
+        if (e.Layout != WeightRepacker.GroupLayout(e.Type)) return false;
+        long length = GgmlTypeInfo.RowBytes(e.Type, e.Cols) * e.Rows; // a group is as large as the rows it holds
         return e.Length == length && e.Offset >= dataStart && e.Offset % Alignment == 0 && e.Offset <= fileLength - length;
     }
 

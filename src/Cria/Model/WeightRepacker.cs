@@ -81,6 +81,16 @@ internal sealed unsafe class WeightRepacker : IDisposable
         (m.Type is GgmlType.Q4_0 or GgmlType.Q8_0 || m.Type is GgmlType.Q4_K or GgmlType.Q6_K && CpuFeatures.Avx2Fma)
         && m.Layout == WeightLayout.Rows && m.Rows > 0 && m.Rows % 8 == 0 && m.Cols > 0;
 
+    /// <summary>The eight-row group layout of <paramref name="type"/>, or <see cref="WeightLayout.Rows"/> for a type that has none.</summary>
+    public static WeightLayout GroupLayout(GgmlType type) => type switch
+    {
+        GgmlType.Q4_0 => WeightLayout.Q4_0x8,
+        GgmlType.Q8_0 => WeightLayout.Q8_0x8,
+        GgmlType.Q4_K => WeightLayout.Q4_Kx8,
+        GgmlType.Q6_K => WeightLayout.Q6_Kx8,
+        _ => WeightLayout.Rows,
+    };
+
     /// <summary>The repacked copy of tensor <paramref name="tensor"/> (whose plain matrix is <paramref name="m"/>), or <paramref name="m"/> itself when it cannot be repacked.</summary>
     public WeightMatrix Repack(GgufTensorInfo tensor, in WeightMatrix m)
     {
@@ -138,11 +148,7 @@ internal sealed unsafe class WeightRepacker : IDisposable
             return m;
         }
         RepackedBytes += total;
-        var layout = type switch
-        {
-            GgmlType.Q4_0 => WeightLayout.Q4_0x8, GgmlType.Q4_K => WeightLayout.Q4_Kx8, GgmlType.Q6_K => WeightLayout.Q6_Kx8, _ => WeightLayout.Q8_0x8,
-        };
-        return new WeightMatrix(type, dst, m.Rows, m.Cols, layout);
+        return new WeightMatrix(type, dst, m.Rows, m.Cols, GroupLayout(type));
     }
 
     private static bool RepackGroup(GgmlType type, byte* src, nint rowBytes, byte* dst, int blocks) => type switch
@@ -182,38 +188,26 @@ internal sealed unsafe class WeightRepacker : IDisposable
     /// </summary>
     public void Finish()
     {
+        _handle?.Dispose();
+        (CacheState, CacheMessage) = CacheOutcome();
+    }
+
+    /// <summary>What became of the cache: written when some matrix had to be repacked in memory, with a message for the user.</summary>
+    private (RepackCacheState, string?) CacheOutcome()
+    {
+        if (_matrices.Count == 0) return (RepackCacheState.Off, null);
+        if (_cacheError is not null) return (RepackCacheState.Failed, _cacheError);
+        if (_cachePath is null) return (RepackCacheState.Off, null);
+        if (!_repackedInMemory) return (RepackCacheState.Loaded, $"repacked weights mapped from the cache {_cachePath}");
+        string reason = _cacheRejection is null ? "" : $" (the old one was not used: {_cacheRejection})";
         try
         {
-            if (_matrices.Count == 0) return;
-            if (_cacheError is not null)
-            {
-                CacheState = RepackCacheState.Failed;
-                CacheMessage = _cacheError;
-                return;
-            }
-            if (_cachePath is null) return;
-            if (!_repackedInMemory)
-            {
-                CacheState = RepackCacheState.Loaded;
-                CacheMessage = $"repacked weights mapped from the cache {_cachePath}";
-                return;
-            }
-            string reason = _cacheRejection is null ? "" : $" (the old one was not used: {_cacheRejection})";
-            try
-            {
-                long bytes = RepackCache.Write(_cachePath, _stamp!, _matrices);
-                CacheState = RepackCacheState.Written;
-                CacheMessage = $"repack cache written to {_cachePath} ({bytes / 1048576.0:F1} MiB){reason}; later loads map it";
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
-            {
-                CacheState = RepackCacheState.Failed;
-                CacheMessage = $"could not write the repack cache {_cachePath}: {e.Message}";
-            }
+            long bytes = RepackCache.Write(_cachePath, _stamp!, _matrices);
+            return (RepackCacheState.Written, $"repack cache written to {_cachePath} ({bytes / 1048576.0:F1} MiB){reason}; later loads map it");
         }
-        finally
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
         {
-            _handle?.Dispose();
+            return (RepackCacheState.Failed, $"could not write the repack cache {_cachePath}: {e.Message}");
         }
     }
 

@@ -144,7 +144,7 @@ public sealed class RepackCacheTests : IDisposable
         using (var first = LlamaModel.Load(_model, WithCache)) Assert.Equal(RepackCacheState.Written, first.Weights.RepackCacheState);
         var time = File.GetLastWriteTimeUtc(_model);
         byte[] bytes = File.ReadAllBytes(_model);
-        int at = IndexOf(bytes, "llama.context_length"u8);
+        int at = bytes.AsSpan().IndexOf("llama.context_length"u8);
         Assert.True(at > 0);
         bytes[at + "llama.context_length".Length + 4] ^= 1; // the value after the type: 256 becomes 257
         File.WriteAllBytes(_model, bytes);
@@ -262,6 +262,4 @@ public sealed class RepackCacheTests : IDisposable
         Assert.Contains("is a file, not a directory", bad.Stderr);
         Assert.DoesNotContain("   at ", bad.Stderr);
     }
-
-    private static int IndexOf(byte[] haystack, ReadOnlySpan<byte> needle) => haystack.AsSpan().IndexOf(needle);
 }
